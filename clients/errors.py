@@ -1,0 +1,92 @@
+"""The one exception tree of Tearline, split by who is at fault.
+
+    TearlineError                 root: every error Tearline raises on purpose
+    ├── InputError                the caller sent something malformed (HTTP 400/422)
+    │   ├── LabelError            a security label breaks §3 or the marking scheme
+    │   ├── IdentityError         an identity file or key record is malformed
+    │   ├── PolicyError           a policy file is invalid (names file, line and field)
+    │   └── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
+    ├── DeniedError               policy forbids it (HTTP 403)
+    ├── TransportError            the network or the peer failed (SDK side)
+    └── InternalError             a bug or a broken invariant (HTTP 500)
+
+Every error carries a stable, machine-readable ``code`` and a sentence a person understands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TearlineError(Exception):
+    """Root of every error Tearline raises on purpose."""
+
+    code: str = "tearline_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class InputError(TearlineError):
+    code = "invalid_input"
+
+
+class LabelError(InputError):
+    code = "invalid_label"
+
+
+class IdentityError(InputError):
+    code = "invalid_identity"
+
+
+class PolicyError(InputError):
+    """A policy file is invalid. ``file``, ``line`` and ``field`` say where."""
+
+    code = "invalid_policy"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        where = ":".join(p for p in (file, str(line) if line else None) if p)
+        prefix = f"{where}: " if where else ""
+        at = f" (field {field})" if field else ""
+        super().__init__(f"{prefix}{message}{at}", code=code)
+        self.file = file
+        self.line = line
+        self.field = field
+
+
+class EnvelopeError(InputError):
+    """An envelope failed to verify or open.
+
+    Deliberately opaque: callers (and attackers) learn only that it failed. The precise cause is
+    in ``reason``, for logs and tests, never for a response body.
+    """
+
+    code = "envelope_rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the envelope could not be verified or opened")
+        self.reason = reason
+
+
+class DeniedError(TearlineError):
+    code = "denied"
+
+
+class TransportError(TearlineError):
+    code = "transport_error"
+
+
+class InternalError(TearlineError):
+    code = "internal_error"

@@ -1,0 +1,127 @@
+"""Byte-level encodings shared by every protocol module: base64url, strict JSON, time, ids.
+
+All pure. Decoders are strict on purpose: a value has exactly one accepted encoding, so two
+different byte strings never mean the same thing to a verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+class EncodingError(ValueError):
+    """A value is not in its one accepted encoding."""
+
+
+# --- base64url ------------------------------------------------------------------------------
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: str) -> bytes:
+    """Decode unpadded base64url, refusing padding, other alphabets and non-zero spare bits."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise EncodingError("not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:
+        raise EncodingError("not unpadded base64url") from exc
+    if b64e(data) != text:  # spare bits in the last character must be zero
+        raise EncodingError("non-canonical base64url")
+    return data
+
+
+# --- JSON -----------------------------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> Any:
+    raise EncodingError(f"non-finite number {name} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise EncodingError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def strict_loads(data: bytes | str) -> Any:
+    """Parse JSON, refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+    except EncodingError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EncodingError(f"not valid JSON: {exc}") from exc
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON (RFC 8785 for the strings, lists and objects that labels hold)."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def compact_json(value: Any) -> bytes:
+    """Compact JSON keeping key order, for bytes that are signed as they are."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+def parse_time(text: object) -> datetime:
+    """Parse an RFC 3339 timestamp with an explicit offset; naive times are refused."""
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+        raise EncodingError(f"{text!r} is not an RFC 3339 timestamp with a time zone")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise EncodingError(f"{text!r} is not a valid timestamp: {exc}") from exc
+
+
+def format_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise EncodingError("naive datetimes are not allowed; pass an aware UTC time")
+    text = moment.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+# --- ids ------------------------------------------------------------------------------------
+
+
+def new_uuid7(now: datetime | None = None) -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
+    ms = int(now.timestamp() * 1000) if now is not None else time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def is_uuid7(text: object) -> bool:
+    if not isinstance(text, str) or len(text) != 36:
+        return False
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        return False
+    return str(parsed) == text and parsed.version == 7 and parsed.variant == uuid.RFC_4122
