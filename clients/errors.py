@@ -56,11 +56,12 @@ class PolicyError(InputError):
         line: int | None = None,
         field: str | None = None,
         code: str | None = None,
+        details: Any = None,
     ) -> None:
         where = ":".join(p for p in (file, str(line) if line else None) if p)
         prefix = f"{where}: " if where else ""
         at = f" (field {field})" if field else ""
-        super().__init__(f"{prefix}{message}{at}", code=code)
+        super().__init__(f"{prefix}{message}{at}", code=code, details=details)
         self.file = file
         self.line = line
         self.field = field

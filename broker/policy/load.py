@@ -1,0 +1,217 @@
+"""Loading ``policies/``: schema validation, then cross-reference checks, then a :class:`Policy`.
+
+Every problem names the file, the line and the field. All problems are collected, so an
+operator fixes a broken policy folder in one pass; the first becomes the exception's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from clients.errors import IdentityError, LabelError, PolicyError
+from clients.protocol.identity import Partner, Registry
+from clients.protocol.label import Scheme
+
+from broker.policy.agreement import Agreement
+from broker.policy.engine import Policy
+from broker.policy.yamlfile import Path as FieldPath
+from broker.policy.yamlfile import dotted, line_of, load_yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        at = f" (field {self.field})" if self.field else ""
+        return f"{where}: {self.message}{at}"
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    text = resources.files("broker.policy").joinpath(f"schemas/{name}.schema.json").read_text()
+    return Draft202012Validator(json.loads(text))
+
+
+@dataclass
+class _Doc:
+    file: str
+    data: Any
+    lines: dict[FieldPath, int]
+
+    def problem(self, path: FieldPath, message: str) -> Problem:
+        return Problem(self.file, line_of(self.lines, path), dotted(path) if path else None, message)
+
+
+class _Collector:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[Problem] = []
+
+    def read(self, path: Path, schema: str) -> _Doc | None:
+        name = str(path.relative_to(self.root))
+        try:
+            data, lines = load_yaml(path.read_text(encoding="utf-8"), name)
+        except FileNotFoundError:
+            self.problems.append(Problem(name, None, None, "file is missing"))
+            return None
+        except (UnicodeDecodeError, PolicyError) as exc:
+            line = exc.line if isinstance(exc, PolicyError) else None
+            message = exc.message if isinstance(exc, PolicyError) else "not UTF-8 text"
+            self.problems.append(Problem(name, line, None, message))
+            return None
+        doc = _Doc(name, data, lines)
+        errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+        for err in errors:
+            self.problems.append(doc.problem(tuple(err.absolute_path), _schema_message(err)))
+        return None if errors else doc
+
+
+def _schema_message(err: Any) -> str:
+    if err.validator == "additionalProperties":
+        return f"unknown field: {err.message}"
+    if err.validator == "oneOf" and err.validator_value and isinstance(err.instance, list):
+        return f"{err.instance!r} is not a valid value here"
+    return str(err.message)
+
+
+def check_policies(root: Path) -> tuple[Policy | None, list[Problem]]:
+    """Load and check a policy folder; returns the policy (None if invalid) and every problem."""
+    c = _Collector(root)
+    if not root.is_dir():
+        return None, [Problem(str(root), None, None, "policy folder does not exist")]
+    scheme_doc = c.read(root / "scheme.yaml", "scheme")
+    partners_doc = c.read(root / "partners.yaml", "partners")
+    agreement_files = sorted((root / "agreements").glob("*.yaml")) + sorted(
+        (root / "agreements").glob("*.yml")
+    )
+    agreement_docs = [d for f in agreement_files if (d := c.read(f, "agreement")) is not None]
+
+    scheme = _scheme(scheme_doc) if scheme_doc else None
+    registry = _registry(partners_doc, c) if partners_doc else None
+    if scheme_doc and scheme and registry is not None:
+        c.problems.extend(_check_groups(scheme_doc, scheme, registry))
+    agreements = []
+    seen: dict[str, str] = {}
+    for doc in agreement_docs:
+        problems = list(_check_agreement(doc, scheme, registry))
+        agreement_id = doc.data["id"]
+        if agreement_id in seen:
+            problems.append(doc.problem(("id",), f"duplicate agreement id, also in {seen[agreement_id]}"))
+        seen.setdefault(agreement_id, doc.file)
+        c.problems.extend(problems)
+        if not problems:
+            agreements.append(Agreement.from_dict(doc.data))
+    if c.problems or scheme is None or registry is None:
+        return None, c.problems
+    return Policy(scheme, registry, agreements), []
+
+
+def load_policies(root: Path | str) -> Policy:
+    """Load a policy folder or raise :class:`PolicyError` naming the first problem."""
+    policy, problems = check_policies(Path(root))
+    if policy is None:
+        first = problems[0]
+        raise PolicyError(
+            first.message,
+            file=first.file,
+            line=first.line,
+            field=first.field,
+            details=[str(p) for p in problems],
+        )
+    return policy
+
+
+def _scheme(doc: _Doc) -> Scheme:
+    data = doc.data
+    return Scheme(
+        policy=data["policy"],
+        levels=tuple(data["levels"]),
+        caveats=frozenset(data.get("caveats", ())),
+        groups={name: frozenset(members) for name, members in data.get("groups", {}).items()},
+    )
+
+
+def _registry(doc: _Doc, c: _Collector) -> Registry | None:
+    partners = []
+    for i, entry in enumerate(doc.data["partners"]):
+        try:
+            partners.append(Partner.from_dict(entry, f"partners[{i}]"))
+        except IdentityError as exc:
+            c.problems.append(doc.problem(("partners", i), exc.message))
+    try:
+        return Registry(partners)
+    except IdentityError as exc:
+        c.problems.append(doc.problem(("partners",), exc.message))
+        return None
+
+
+def _check_groups(doc: _Doc, scheme: Scheme, registry: Registry) -> Iterator[Problem]:
+    for name, members in scheme.groups.items():
+        if name in registry:
+            yield doc.problem(("groups", name), f"group {name} has the same name as a partner")
+        for member in sorted(members):
+            if member not in registry:
+                yield doc.problem(("groups", name), f"unknown partner {member} in group {name}")
+
+
+def _check_agreement(doc: _Doc, scheme: Scheme | None, registry: Registry | None) -> Iterator[Problem]:
+    data = doc.data
+    stem = Path(doc.file).stem
+    if data["id"] != stem:
+        yield doc.problem(("id",), f"id {data['id']!r} does not match the file name {stem!r}")
+    try:
+        agreement = Agreement.from_dict(data)
+    except ValueError as exc:  # a well-shaped but impossible date, such as month 13
+        yield doc.problem(("valid_from",), str(exc))
+    else:
+        if agreement.valid_from >= agreement.valid_until:
+            yield doc.problem(("valid_until",), "valid_until must be later than valid_from")
+    if scheme is not None:
+        yield from _check_levels(doc, scheme)
+    for pid, terms in data["parties"].items():
+        if registry is not None and pid not in registry:
+            yield doc.problem(("parties", pid), f"unknown partner {pid}")
+        for caveat in (terms or {}).get("caveats", []):
+            if scheme is not None and caveat not in scheme.caveats:
+                yield doc.problem(("parties", pid, "caveats"), f"unknown caveat {caveat}")
+
+
+def _check_levels(doc: _Doc, scheme: Scheme) -> Iterator[Problem]:
+    data = doc.data
+    fields: list[FieldPath] = [("ceiling",)]
+    if "require_pq_from" in data:
+        fields.append(("require_pq_from",))
+    fields += [("parties", p, "clearance") for p, t in data["parties"].items() if t and "clearance" in t]
+    for path in fields:
+        value: Any = data
+        for part in path:
+            value = value[part]
+        if not scheme.has_level(value):
+            yield doc.problem(path, f"unknown classification level {value}")
+    ceiling = data["ceiling"]
+    if not scheme.has_level(ceiling):
+        return
+    for pid, terms in data["parties"].items():
+        clearance = (terms or {}).get("clearance")
+        if clearance and scheme.has_level(clearance):
+            try:
+                if scheme.rank(clearance) > scheme.rank(ceiling):
+                    yield doc.problem(
+                        ("parties", pid, "clearance"),
+                        f"clearance {clearance} is above the agreement's ceiling {ceiling}",
+                    )
+            except LabelError as exc:  # pragma: no cover - has_level checked above
+                yield doc.problem(("parties", pid, "clearance"), exc.message)
