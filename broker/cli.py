@@ -9,11 +9,10 @@ from typing import Annotated
 
 import typer
 
+from broker.policy.load import check_policies
 from clients.errors import TearlineError
 from clients.protocol.encoding import EncodingError, parse_time, strict_loads
 from clients.protocol.label import Label
-
-from broker.policy.load import check_policies
 
 policy_app = typer.Typer(help="Check and explain the policy folder.", no_args_is_help=True)
 
@@ -64,7 +63,9 @@ def explain(
     except OSError as exc:
         raise _fail(f"cannot read {label}: {exc.strerror}", 2) from None
     except EncodingError as exc:
-        raise _fail(f"{label if at is None or 'RFC' not in str(exc) else '--at'}: {exc}", 2) from None
+        raise _fail(
+            f"{label if at is None or 'RFC' not in str(exc) else '--at'}: {exc}", 2
+        ) from None
     except TearlineError as exc:
         raise _fail(exc.message, 2) from None
     typer.echo(json.dumps(policy.explain(decisions), indent=2))

@@ -12,11 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from broker.policy.agreement import Agreement
 from clients.errors import InputError
 from clients.protocol.identity import Registry
 from clients.protocol.label import Label, Scheme
-
-from broker.policy.agreement import Agreement
 
 
 class Reason(StrEnum):
@@ -102,7 +101,9 @@ class Policy:
     def __init__(self, scheme: Scheme, registry: Registry, agreements: Iterable[Agreement]):
         self.scheme = scheme
         self.registry = registry
-        self.agreements: Mapping[str, Agreement] = {a.id: a for a in sorted(agreements, key=lambda a: a.id)}
+        self.agreements: Mapping[str, Agreement] = {
+            a.id: a for a in sorted(agreements, key=lambda a: a.id)
+        }
         self._by_party: dict[str, list[Agreement]] = {}
         for agreement in self.agreements.values():  # sorted by id, so each list is too
             for party in agreement.parties:

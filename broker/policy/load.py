@@ -16,14 +16,13 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from clients.errors import IdentityError, LabelError, PolicyError
-from clients.protocol.identity import Partner, Registry
-from clients.protocol.label import Scheme
-
 from broker.policy.agreement import Agreement
 from broker.policy.engine import Policy
 from broker.policy.yamlfile import Path as FieldPath
 from broker.policy.yamlfile import dotted, line_of, load_yaml
+from clients.errors import IdentityError, LabelError, PolicyError
+from clients.protocol.identity import Partner, Registry
+from clients.protocol.label import Scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +51,9 @@ class _Doc:
     lines: dict[FieldPath, int]
 
     def problem(self, path: FieldPath, message: str) -> Problem:
-        return Problem(self.file, line_of(self.lines, path), dotted(path) if path else None, message)
+        return Problem(
+            self.file, line_of(self.lines, path), dotted(path) if path else None, message
+        )
 
 
 class _Collector:
@@ -109,7 +110,9 @@ def check_policies(root: Path) -> tuple[Policy | None, list[Problem]]:
         problems = list(_check_agreement(doc, scheme, registry))
         agreement_id = doc.data["id"]
         if agreement_id in seen:
-            problems.append(doc.problem(("id",), f"duplicate agreement id, also in {seen[agreement_id]}"))
+            problems.append(
+                doc.problem(("id",), f"duplicate agreement id, also in {seen[agreement_id]}")
+            )
         seen.setdefault(agreement_id, doc.file)
         c.problems.extend(problems)
         if not problems:
@@ -167,7 +170,9 @@ def _check_groups(doc: _Doc, scheme: Scheme, registry: Registry) -> Iterator[Pro
                 yield doc.problem(("groups", name), f"unknown partner {member} in group {name}")
 
 
-def _check_agreement(doc: _Doc, scheme: Scheme | None, registry: Registry | None) -> Iterator[Problem]:
+def _check_agreement(
+    doc: _Doc, scheme: Scheme | None, registry: Registry | None
+) -> Iterator[Problem]:
     data = doc.data
     stem = Path(doc.file).stem
     if data["id"] != stem:
@@ -194,7 +199,9 @@ def _check_levels(doc: _Doc, scheme: Scheme) -> Iterator[Problem]:
     fields: list[FieldPath] = [("ceiling",)]
     if "require_pq_from" in data:
         fields.append(("require_pq_from",))
-    fields += [("parties", p, "clearance") for p, t in data["parties"].items() if t and "clearance" in t]
+    fields += [
+        ("parties", p, "clearance") for p, t in data["parties"].items() if t and "clearance" in t
+    ]
     for path in fields:
         value: Any = data
         for part in path:

@@ -61,7 +61,12 @@ _WRAPPED_KEY_BYTES: Final = {crypto.X25519: 32 + 48, crypto.ML_KEM_768_X25519: 1
 
 def pae(header_bytes: bytes) -> bytes:
     """DSSE pre-authentication encoding of the header: what every signature covers."""
-    return b"DSSEv1 %d %s %d %s" % (len(PAYLOAD_TYPE), PAYLOAD_TYPE, len(header_bytes), header_bytes)
+    return b"DSSEv1 %d %s %d %s" % (
+        len(PAYLOAD_TYPE),
+        PAYLOAD_TYPE,
+        len(header_bytes),
+        header_bytes,
+    )
 
 
 def bind(purpose: bytes, *fields: bytes) -> bytes:
@@ -238,7 +243,9 @@ def _require(condition: bool, reason: str) -> None:
 def _object(value: object, fields: frozenset[str], what: str) -> dict[str, Any]:
     _require(isinstance(value, dict), f"{what} is not an object")
     assert isinstance(value, dict)
-    _require(value.keys() == fields, f"{what} fields are {sorted(value)}, expected {sorted(fields)}")
+    _require(
+        value.keys() == fields, f"{what} fields are {sorted(value)}, expected {sorted(fields)}"
+    )
     return value
 
 
@@ -360,7 +367,7 @@ def _verify(
 # --- open -----------------------------------------------------------------------------------
 
 
-def open(  # noqa: A001 - named after what the recipient does, like seal and verify
+def open(
     envelope: bytes | VerifiedEnvelope,
     identity: Identity,
     registry: Registry,

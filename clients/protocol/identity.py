@@ -61,7 +61,9 @@ def check_suite(value: object) -> Suite:
     raise IdentityError(f"unknown suite {value!r}; expected 'classic' or 'pq-hybrid'")
 
 
-def _only_fields(obj: object, allowed: Iterable[str], required: Iterable[str], what: str) -> dict[str, Any]:
+def _only_fields(
+    obj: object, allowed: Iterable[str], required: Iterable[str], what: str
+) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise IdentityError(f"{what} must be an object")
     unknown = sorted(set(obj) - set(allowed))
@@ -115,7 +117,9 @@ class KeyRecord:
             raise IdentityError(f"{what}.kid {kid!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
         alg = entry["alg"]
         if alg not in _USE_OF_ALG:
-            raise IdentityError(f"{what}.alg {alg!r} is not one of {', '.join(sorted(_USE_OF_ALG))}")
+            raise IdentityError(
+                f"{what}.alg {alg!r} is not one of {', '.join(sorted(_USE_OF_ALG))}"
+            )
         use = entry["use"]
         if use != _USE_OF_ALG[alg]:
             raise IdentityError(f"{what}.use must be {_USE_OF_ALG[alg]!r} for {alg}")

@@ -22,11 +22,21 @@ TLP_LEVELS: Final = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 TOPIC: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
 MARKING: Final = re.compile(r"[A-Z][A-Z0-9_-]{0,31}", re.ASCII)  # levels, caveats, policy names
 
-_FIELDS: Final = ("policy", "classification", "releasable_to", "caveats", "topics", "tlp", "expires")
+_FIELDS: Final = (
+    "policy",
+    "classification",
+    "releasable_to",
+    "caveats",
+    "topics",
+    "tlp",
+    "expires",
+)
 _REQUIRED: Final = ("classification", "releasable_to", "tlp")
 
 
-def _string_list(obj: Mapping[str, Any], name: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+def _string_list(
+    obj: Mapping[str, Any], name: str, pattern: re.Pattern[str], what: str
+) -> tuple[str, ...]:
     value = obj.get(name, [])
     if not isinstance(value, list | tuple):
         raise LabelError(f"label.{name} must be a list of {what}")
@@ -180,7 +190,9 @@ class Scheme:
     def check(self, label: Label) -> Label:
         """Refuse a label that is well-formed but means nothing (or something forbidden) here."""
         if label.policy is not None and label.policy != self.policy:
-            raise LabelError(f"label.policy {label.policy!r} is not this broker's scheme {self.policy!r}")
+            raise LabelError(
+                f"label.policy {label.policy!r} is not this broker's scheme {self.policy!r}"
+            )
         self.rank(label.classification)
         unknown = sorted(set(label.caveats) - self.caveats)
         if unknown:
