@@ -1,4 +1,7 @@
-"""The only module that touches ``cryptography.hazmat``.
+"""The only module that touches ``cryptography.hazmat`` (and PyNaCl).
+
+Ed25519 verification, the broker's hottest operation, uses libsodium through PyNaCl (another
+PyCA project): it verifies the same signatures twice as fast as OpenSSL here (DESIGN §10).
 
 Everything else calls the handful of operations below with raw bytes. Every failure of a
 cryptographic check is reported as :class:`CryptoFailure`, which the envelope layer turns into
@@ -26,6 +29,8 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey as _SodiumVerifyKey
 
 ED25519: Final = "Ed25519"
 ML_DSA_65: Final = "ML-DSA-65"
@@ -109,9 +114,7 @@ class VerifyKey:
         self.alg = alg
         try:
             if alg == ED25519:
-                self._key: ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey = (
-                    ed25519.Ed25519PublicKey.from_public_bytes(public)
-                )
+                self._key: _SodiumVerifyKey | mldsa.MLDSA65PublicKey = _SodiumVerifyKey(public)
             else:
                 self._key = mldsa.MLDSA65PublicKey.from_public_bytes(public)
         except ValueError as exc:
@@ -119,8 +122,13 @@ class VerifyKey:
 
     def verify(self, signature: bytes, message: bytes) -> None:
         try:
-            self._key.verify(signature, message)
-        except InvalidSignature as exc:
+            if isinstance(self._key, _SodiumVerifyKey):
+                if len(signature) != 64:
+                    raise CryptoFailure("Ed25519 signature must be 64 bytes")
+                self._key.verify(message, signature)
+            else:
+                self._key.verify(signature, message)
+        except (InvalidSignature, BadSignatureError, ValueError) as exc:
             raise CryptoFailure(f"{self.alg} signature does not verify") from exc
 
 

@@ -235,25 +235,25 @@ class _Reject(Exception):
     """Internal: the precise reason an envelope is refused, before it is made opaque."""
 
 
-def _require(condition: bool, reason: str) -> None:
+def _require(condition: bool, reason: str, *args: object) -> None:
+    # The reason is %-formatted only on failure: verify runs on the broker's hot path.
     if not condition:
-        raise _Reject(reason)
+        raise _Reject(reason % args if args else reason)
 
 
-def _object(value: object, fields: frozenset[str], what: str) -> dict[str, Any]:
-    _require(isinstance(value, dict), f"{what} is not an object")
-    assert isinstance(value, dict)
-    _require(
-        value.keys() == fields, f"{what} fields are {sorted(value)}, expected {sorted(fields)}"
-    )
+def _object(value: object, fields: frozenset[str], what: str, *args: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Reject(f"{what % args} is not an object")
+    if value.keys() != fields:
+        raise _Reject(f"{what % args} has fields {sorted(value)}, expected {sorted(fields)}")
     return value
 
 
-def _bytes(value: object, what: str) -> bytes:
+def _bytes(value: object, what: str, *args: object) -> bytes:
     try:
         return b64d(value)  # type: ignore[arg-type]
     except EncodingError as exc:
-        raise _Reject(f"{what}: {exc}") from None
+        raise _Reject(f"{what % args}: {exc}") from None
 
 
 def verify(
@@ -297,17 +297,17 @@ def _verify(
     algs: set[str] = set()
     kids = []
     for i, entry in enumerate(signatures):
-        sig = _object(entry, _SIG_FIELDS, f"signatures[{i}]")
+        sig = _object(entry, _SIG_FIELDS, "signatures[%d]", i)
         kid = sig["kid"]
         owner = registry.key(kid) if isinstance(kid, str) else None
-        _require(owner is not None, f"signatures[{i}]: unknown kid {kid!r}")
+        _require(owner is not None, "signatures[%d]: unknown kid %r", i, kid)
         assert owner is not None
         record = owner.record
-        _require(record.use == "sig", f"signatures[{i}]: {kid} is not a signing key")
-        _require(record.valid_at(now), f"signatures[{i}]: {kid} is revoked or not valid now")
+        _require(record.use == "sig", "signatures[%d]: %s is not a signing key", i, kid)
+        _require(record.valid_at(now), "signatures[%d]: %s is revoked or not valid now", i, kid)
         _require(signer in (None, owner.partner), "signatures by more than one partner")
-        _require(record.alg not in algs, f"two {record.alg} signatures")
-        registry.verify_key(kid).verify(_bytes(sig["sig"], f"signatures[{i}].sig"), to_verify)
+        _require(record.alg not in algs, "two %s signatures", record.alg)
+        registry.verify_key(kid).verify(_bytes(sig["sig"], "signatures[%d].sig", i), to_verify)
         signer = owner.partner
         algs.add(record.alg)
         kids.append(kid)
@@ -318,8 +318,8 @@ def _verify(
     _require(is_uuid7(raw["id"]), "header.id is not a UUIDv7")
     _require(raw["originator"] == signer, "header.originator is not the signer")
     suite = raw["suite"]
-    _require(suite in SUITE_SIGNATURES, f"header.suite {suite!r} unknown")
-    _require(algs == SUITE_SIGNATURES[suite], f"signatures {sorted(algs)} do not match {suite}")
+    _require(suite in SUITE_SIGNATURES, "header.suite %r unknown", suite)
+    _require(algs == SUITE_SIGNATURES[suite], "signatures %s do not match %s", algs, suite)
     created = parse_time(raw["created"])
     _require(created <= now + max_skew, "header.created is in the future")
     _require(max_age is None or created >= now - max_age, "header.created is too old")
@@ -335,19 +335,22 @@ def _verify(
     slots = []
     seen: set[str] = set()
     for i, entry in enumerate(slots_raw):
-        slot = _object(entry, _SLOT_FIELDS, f"recipients[{i}]")
+        slot = _object(entry, _SLOT_FIELDS, "recipients[%d]", i)
         partner, kid = slot["partner"], slot["kid"]
-        _require(isinstance(partner, str) and partner not in seen, f"recipients[{i}]: duplicate")
+        _require(isinstance(partner, str) and partner not in seen, "recipients[%d]: duplicate", i)
         seen.add(partner)
         owner = registry.key(kid) if isinstance(kid, str) else None
         _require(
             owner is not None and owner.partner == partner,
-            f"recipients[{i}]: {kid!r} is not a key of {partner!r}",
+            "recipients[%d]: %r is not a key of %r",
+            i,
+            kid,
+            partner,
         )
         assert owner is not None
-        _require(owner.record.alg == kem_alg, f"recipients[{i}]: {kid} is not a {kem_alg} key")
-        wrapped = _bytes(slot["wrapped_key"], f"recipients[{i}].wrapped_key")
-        _require(len(wrapped) == _WRAPPED_KEY_BYTES[kem_alg], f"recipients[{i}]: bad length")
+        _require(owner.record.alg == kem_alg, "recipients[%d]: %s is not a %s key", i, kid, kem_alg)
+        wrapped = _bytes(slot["wrapped_key"], "recipients[%d].wrapped_key", i)
+        _require(len(wrapped) == _WRAPPED_KEY_BYTES[kem_alg], "recipients[%d]: bad length", i)
         slots.append(RecipientSlot(partner, kid, wrapped))
 
     header = Header(
@@ -384,10 +387,10 @@ def open(
     header = verified.header
     try:
         slot = next((s for s in header.recipients if s.partner == identity.partner), None)
-        _require(slot is not None, f"{identity.partner} has no recipient slot")
+        _require(slot is not None, "%s has no recipient slot", identity.partner)
         assert slot is not None
         private = identity.kem_private_key(slot.kid)
-        _require(private is not None, f"identity has no private key for {slot.kid}")
+        _require(private is not None, "identity has no private key for %s", slot.kid)
         assert private is not None
         info = wrap_info(header.id, header.originator, identity.partner, header.label_digest)
         content_key = private.unwrap(slot.wrapped_key, info)

@@ -1,0 +1,87 @@
+"""The public API is what ``__all__`` says, and the layout rules of DESIGN §1 hold."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import clients
+import clients.protocol
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize("module", [clients, clients.protocol], ids=lambda m: m.__name__)
+def test_every_name_in_all_is_importable_and_nothing_public_is_left_out(module: object) -> None:
+    exported = set(module.__all__)  # type: ignore[attr-defined]
+    for name in exported:
+        assert getattr(module, name) is not None
+    public = {
+        n for n in vars(module) if not n.startswith("_") and not isinstance(getattr(module, n), type(ast))
+    }
+    assert public == exported
+
+
+def test_every_error_descends_from_the_one_root() -> None:
+    errors = [getattr(clients, n) for n in clients.__all__ if n.endswith("Error")]
+    assert errors
+    for error in errors:
+        assert issubclass(error, clients.TearlineError)
+        assert isinstance(error.code, str) and error.code
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _python_files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_only_the_crypto_module_imports_cryptography_hazmat() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for folder in ("clients", "broker")
+        for p in _python_files(folder)
+        if any(n.startswith("cryptography") for n in _imports(p))
+        and p != ROOT / "clients/protocol/crypto.py"
+    ]
+    assert offenders == []
+
+
+def test_clients_never_import_the_broker() -> None:
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in _python_files("clients")
+        if any(n == "broker" or n.startswith("broker.") for n in _imports(p))
+    ]
+    assert offenders == []
+
+
+FORBIDDEN_IN_PURE_CODE = ("redis", "httpx", "fastapi", "starlette", "pathlib", "socket", "asyncio")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*_python_files("clients/protocol"), ROOT / "broker/policy/engine.py", ROOT / "broker/policy/agreement.py"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_protocol_and_engine_modules_do_no_io(path: Path) -> None:
+    imported = _imports(path)
+    assert not [n for n in imported if n.split(".")[0] in FORBIDDEN_IN_PURE_CODE]
+    # The clock is passed in and files are read elsewhere: no call reads either here.
+    calls = {
+        ast.unparse(node.func)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+    }
+    forbidden = {"open", "datetime.now", "datetime.utcnow", "time.time", "time.time_ns", "date.today"}
+    assert not calls & forbidden
