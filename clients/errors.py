@@ -5,9 +5,15 @@
     │   ├── LabelError            a security label breaks §3 or the marking scheme
     │   ├── IdentityError         an identity file or key record is malformed
     │   ├── PolicyError           a policy file is invalid (names file, line and field)
-    │   └── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
+    │   ├── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
+    │   ├── NotFoundError         no such report or entry (HTTP 404)
+    │   ├── ConflictError         same id, other bytes (HTTP 409)
+    │   └── TooLargeError         body over the limit (HTTP 413)
+    ├── AuthenticationError       the request's signature is missing, bad, stale or replayed (401)
     ├── DeniedError               policy forbids it (HTTP 403)
+    │   └── RateLimitedError      too many requests (HTTP 429)
     ├── TransportError            the network or the peer failed (SDK side)
+    │   └── UnavailableError      the broker is not ready (HTTP 503)
     └── InternalError             a bug or a broken invariant (HTTP 500)
 
 Every error carries a stable, machine-readable ``code`` and a sentence a person understands.
@@ -81,12 +87,36 @@ class EnvelopeError(InputError):
         self.reason = reason
 
 
+class NotFoundError(InputError):
+    code = "not_found"
+
+
+class ConflictError(InputError):
+    code = "conflict"
+
+
+class TooLargeError(InputError):
+    code = "too_large"
+
+
+class AuthenticationError(TearlineError):
+    code = "unauthenticated"
+
+
 class DeniedError(TearlineError):
     code = "denied"
 
 
+class RateLimitedError(DeniedError):
+    code = "rate_limited"
+
+
 class TransportError(TearlineError):
     code = "transport_error"
+
+
+class UnavailableError(TransportError):
+    code = "unavailable"
 
 
 class InternalError(TearlineError):
