@@ -17,6 +17,7 @@ from broker.policy.agreement import Agreement, Party
 from broker.policy.engine import Decision, Reason
 from clients.errors import InputError, LabelError
 from clients.protocol.identity import Partner, Registry
+from clients.protocol.label import Label
 from tests import factories as f
 from tests.factories import NOW
 
@@ -49,14 +50,13 @@ def _enc_keys_changed(
 def _decide(
     reg: Registry,
     agreements: Iterable[Agreement],
-    label_: object,
+    label_: Label,
     *,
     originator: str = "GBR",
     suite: str = "classic",
     now: datetime = NOW,
     recalled: bool = False,
 ) -> dict[str, Decision]:
-    assert isinstance(label_, f.Label)
     return f.policy(reg, agreements).decide(label_, originator, suite, now, recalled=recalled)
 
 
@@ -376,7 +376,9 @@ def test_originators_own_clearance_does_not_limit_what_it_sends() -> None:
 )
 def test_agreement_with_every_topic_matches_any_topics(topics: tuple[str, ...]) -> None:
     reg = f.registry("GBR", "USA")
-    decisions = _decide(reg, [f.agreement("a", ["GBR", "USA"], topics=None)], f.label(topics=topics))
+    decisions = _decide(
+        reg, [f.agreement("a", ["GBR", "USA"], topics=None)], f.label(topics=topics)
+    )
     assert decisions["USA"] == Decision("USA", agreement="a")
 
 
@@ -385,9 +387,7 @@ def test_agreement_with_every_topic_matches_any_topics(topics: tuple[str, ...]) 
     [
         pytest.param((), Decision("USA", agreement="a"), id="no_topics_is_a_subset"),
         pytest.param(("apt",), Decision("USA", agreement="a"), id="topic_in_scope"),
-        pytest.param(
-            ("apt", "maritime"), Decision("USA", agreement="a"), id="all_topics_in_scope"
-        ),
+        pytest.param(("apt", "maritime"), Decision("USA", agreement="a"), id="all_topics_in_scope"),
         pytest.param(
             ("apt", "ransomware"),
             Decision("USA", reason=Reason.TOPIC_OUT_OF_SCOPE),
@@ -436,8 +436,8 @@ def test_caveats_default_to_none(
 
 def test_caveats_accredited_to_another_party_do_not_count() -> None:
     reg = f.registry("GBR", "USA", "CAN")
-    terms = {"GBR": Party(caveats=frozenset({"NUC"})), "USA": None, "CAN": Party(frozenset())}
-    terms["CAN"] = Party(caveats=frozenset({"NUC"}))
+    nuc = Party(caveats=frozenset({"NUC"}))
+    terms = {"GBR": nuc, "USA": None, "CAN": nuc}
     decisions = _decide(
         reg, [f.agreement("a", terms)], f.label(releasable_to=["USA", "CAN"], caveats=["NUC"])
     )
@@ -508,9 +508,7 @@ def test_agreement_is_in_force_from_valid_from_until_before_valid_until(
     now: datetime, expected: Decision
 ) -> None:
     reg = f.registry("GBR", "USA")
-    agreements = [
-        f.agreement("a", ["GBR", "USA"], valid_from=VALID_FROM, valid_until=VALID_UNTIL)
-    ]
+    agreements = [f.agreement("a", ["GBR", "USA"], valid_from=VALID_FROM, valid_until=VALID_UNTIL)]
     assert _decide(reg, agreements, f.label(), now=now)["USA"] == expected
 
 
@@ -633,7 +631,7 @@ def test_a_second_valid_key_keeps_a_partner_reachable_when_one_is_revoked() -> N
         pytest.param(f.label(releasable_to=["FVEY"], tlp="RED"), id="tlp_red_with_a_group"),
     ],
 )
-def test_label_the_scheme_refuses_raises_label_error(lbl: f.Label) -> None:
+def test_label_the_scheme_refuses_raises_label_error(lbl: Label) -> None:
     reg = f.registry("GBR", "USA")
     with pytest.raises(LabelError):
         _decide(reg, [f.agreement("a", ["GBR", "USA"])], lbl)

@@ -1,0 +1,64 @@
+"""Request dependencies: the broker state and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from clients.errors import TooLargeError, UnavailableError
+
+from broker.auth import Authenticated, remember_nonce, verify_request
+from broker.state import BrokerState
+
+
+def get_state(request: Request) -> BrokerState:
+    state: BrokerState | None = getattr(request.app.state, "broker", None)
+    if state is None:
+        raise UnavailableError("the broker is starting; try again shortly")
+    return state
+
+
+State = Annotated[BrokerState, Depends(get_state)]
+
+
+async def read_body(request: Request, state: State) -> bytes:
+    limit = state.settings.max_envelope_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"the body is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLargeError(f"the body is over the {limit}-byte limit")
+    request._body = bytes(body)  # Starlette's cache: later reads see the same bytes
+    return bytes(body)
+
+
+Body = Annotated[bytes, Depends(read_body)]
+
+
+def target_uri(request: Request, public_url: str | None) -> str:
+    """The URI the partner signed: the public URL when behind a proxy, else what we received."""
+    if public_url:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return public_url.rstrip("/") + request.url.path + query
+    return str(request.url)
+
+
+async def authenticate(request: Request, state: State, body: Body) -> Authenticated:
+    auth = verify_request(
+        request.method,
+        target_uri(request, state.settings.public_url),
+        request.headers,
+        body,
+        state.policy.registry,
+        now=state.clock(),
+        replay_window_s=state.settings.replay_window_s,
+    )
+    await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
+    return auth
+
+
+Caller = Annotated[Authenticated, Depends(authenticate)]

@@ -1,0 +1,80 @@
+"""The one place where errors become HTTP responses: ``{"error": {code, message, details}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clients.errors import (
+    AuthenticationError,
+    ConflictError,
+    DeniedError,
+    EnvelopeError,
+    InputError,
+    InternalError,
+    NotFoundError,
+    RateLimitedError,
+    TearlineError,
+    TooLargeError,
+    UnavailableError,
+)
+
+log = logging.getLogger("tearline.broker")
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: list[tuple[type[TearlineError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (TooLargeError, 413),
+    (InputError, 400),
+    (AuthenticationError, 401),
+    (RateLimitedError, 429),
+    (DeniedError, 403),
+    (UnavailableError, 503),
+    (InternalError, 500),
+]
+
+
+def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def status_of(exc: TearlineError) -> int:
+    return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
+
+
+async def _tearline_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TearlineError)
+    if isinstance(exc, EnvelopeError):
+        # The caller learns only that it failed; the reason goes to the operator's log.
+        log.info("envelope refused: %s", exc.reason)
+    headers = {"WWW-Authenticate": 'Signature realm="tearline"'} if status_of(exc) == 401 else None
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details), status_of(exc), headers=headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
+    ]
+    return JSONResponse(
+        error_body("invalid_request", "the request does not match the API's schema", details), 422
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(TearlineError, _tearline_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

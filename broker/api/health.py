@@ -1,0 +1,40 @@
+"""Liveness, readiness and metrics. Unauthenticated: they reveal nothing about partners."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from broker.metrics import REGISTRY
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Redis answers and a policy is loaded",
+            responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> JSONResponse:
+    state = getattr(request.app.state, "broker", None)
+    checks: dict[str, Any] = {"policy": state is not None, "redis": False}
+    if state is not None:
+        try:
+            checks["redis"] = await state.store.ping()
+        except (RedisError, OSError):
+            checks["redis"] = False
+        if state.policy_error:
+            checks["policy_reload_error"] = state.policy_error
+    ready = bool(checks["policy"] and checks["redis"])
+    return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

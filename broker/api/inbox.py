@@ -1,0 +1,95 @@
+"""A partner's inbox: long poll, Server-Sent Events, acknowledgements. Only ever the caller's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from broker.api.deps import Caller, State
+from broker.api.reports import errors
+from broker.delivery import next_batch
+from broker.metrics import DELIVERIES
+
+router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
+
+ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
+CONSUMER = r"^[A-Za-z0-9._-]{1,64}$"
+ConsumerQuery = Annotated[
+    str,
+    Query(pattern=CONSUMER, description="subscriber session; each gets its own deliveries"),
+]
+
+
+class Entry(BaseModel):
+    entry_id: str
+    report_id: str
+    originator: str
+    deliveries: int
+    envelope: str = Field(description="the envelope's exact bytes, as posted")
+
+
+class InboxPage(BaseModel):
+    entries: list[Entry]
+
+
+@router.get("", summary="Long poll the caller's inbox", responses=errors(401, 422, 503))
+async def inbox(
+    state: State,
+    caller: Caller,
+    wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for a first entry")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    consumer: ConsumerQuery = "default",
+) -> InboxPage:
+    wait = min(wait, state.settings.long_poll_max_s)
+    batch = await next_batch(state, caller.partner, consumer, limit=limit, wait_s=wait)
+    DELIVERIES.inc(len(batch))
+    return InboxPage(entries=[Entry(**d.to_dict()) for d in batch])
+
+
+@router.get(
+    "/stream",
+    summary="Server-Sent Events from the caller's inbox; resumes from Last-Event-ID",
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 422, 503)},
+)
+async def stream(
+    request: Request,
+    state: State,
+    caller: Caller,
+    consumer: ConsumerQuery = "default",
+    last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
+) -> EventSourceResponse:
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        after = last_event_id
+        while not await request.is_disconnected():
+            batch = await next_batch(
+                state, caller.partner, consumer, limit=10, wait_s=state.settings.sse_heartbeat_s,
+                after=after,
+            )
+            after = None
+            DELIVERIES.inc(len(batch))
+            for delivered in batch:
+                yield ServerSentEvent(
+                    data=json.dumps(delivered.to_dict()), id=delivered.entry_id, event="report"
+                )
+
+    return EventSourceResponse(events(), ping=state.settings.sse_heartbeat_s)
+
+
+class AckRequest(BaseModel):
+    ids: list[Annotated[str, Field(pattern=ENTRY_ID)]] = Field(min_length=1, max_length=1000)
+
+
+class AckResponse(BaseModel):
+    acked: int
+
+
+@router.post("/ack", summary="Acknowledge entries of the caller's inbox", responses=errors(401, 422))
+async def ack(request: AckRequest, state: State, caller: Caller) -> AckResponse:
+    return AckResponse(acked=await state.store.ack(caller.partner, request.ids))
+
+

@@ -1,0 +1,168 @@
+"""Posting reports and asking who may receive one."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from clients.errors import TearlineError
+from clients.protocol.label import Label
+
+from broker.api.deps import Body, Caller, State
+from broker.ingest import accept_report
+from broker.metrics import REPORTS
+
+router = APIRouter(prefix="/v1", tags=["reports"])
+
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["header", "signatures", "ciphertext"],
+    "additionalProperties": False,
+    "properties": {
+        "header": {"type": "string", "description": "base64url of the signed header bytes"},
+        "signatures": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 2,
+            "items": {
+                "type": "object",
+                "required": ["kid", "sig"],
+                "properties": {"kid": {"type": "string"}, "sig": {"type": "string"}},
+            },
+        },
+        "ciphertext": {"type": "string"},
+    },
+}
+RECEIPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "receipt": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "originator": {"type": "string"},
+                "envelope_sha256": {"type": "string"},
+                "accepted_at": {"type": "string", "format": "date-time"},
+                "recipients": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "partner": {"type": "string"},
+                            "agreement": {"type": "string"},
+                            "position": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+        "signature": {
+            "type": "object",
+            "properties": {"kid": {"type": "string"}, "sig": {"type": "string"}},
+        },
+    },
+}
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"description": "error", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for s in statuses
+    }
+
+
+@router.post(
+    "/reports",
+    status_code=201,
+    summary="Post a sealed report",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ENVELOPE_SCHEMA}},
+        }
+    },
+    responses={
+        201: {
+            "description": "accepted; the broker's signed receipt (also for an identical re-post)",
+            "content": {"application/json": {"schema": RECEIPT_SCHEMA}},
+        },
+        **errors(400, 401, 403, 409, 413, 503),
+    },
+    response_class=Response,
+)
+async def post_report(state: State, caller: Caller, body: Body) -> Response:
+    try:
+        receipt, replayed = await accept_report(state, caller.partner, body)
+    except TearlineError as exc:
+        REPORTS.labels(outcome=exc.code).inc()
+        raise
+    REPORTS.labels(outcome="replayed" if replayed else "accepted").inc()
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(receipt, 201, headers=headers, media_type="application/json")
+
+
+class PreviewRequest(BaseModel):
+    label: dict[str, Any] = Field(description="a security label (DESIGN §3)")
+    suite: Literal["classic", "pq-hybrid"] = "classic"
+
+
+class KeyOut(BaseModel):
+    kid: str
+    use: str
+    alg: str
+    public: str
+    not_before: str
+    not_after: str
+    revoked: bool
+
+
+class PartnerDecision(BaseModel):
+    decision: Literal["grant", "deny"]
+    agreement: str | None = None
+    reason: str | None = None
+    keys: list[KeyOut] = Field(default_factory=list, description="enc keys to seal to (grants)")
+
+
+class PreviewResponse(BaseModel):
+    suite: str
+    partners: dict[str, PartnerDecision]
+
+
+@router.post(
+    "/releasability/preview",
+    summary="Who would receive a report with this label, and why not the others",
+    responses=errors(400, 401, 422, 503),
+)
+async def preview(request: PreviewRequest, state: State, caller: Caller) -> PreviewResponse:
+    now = state.clock()
+    policy = state.policy
+    label = Label.from_dict(request.label)
+    decisions = policy.decide(label, caller.partner, request.suite, now)
+    out: dict[str, PartnerDecision] = {}
+    for pid, decision in sorted(decisions.items()):
+        if decision.reason is not None:
+            out[pid] = PartnerDecision(decision="deny", reason=decision.reason.value)
+            continue
+        partner = policy.registry.get(pid)
+        key = partner.enc_key(request.suite, now) if partner else None
+        if key is None:  # pragma: no cover - the engine grants only partners with a key
+            raise TearlineError("granted partner has no key", code="internal_error")
+        out[pid] = PartnerDecision(
+            decision="grant", agreement=decision.agreement, keys=[KeyOut(**key.to_dict())]
+        )
+    return PreviewResponse(suite=request.suite, partners=out)

@@ -1,0 +1,241 @@
+"""Who is calling: RFC 9421 request signatures checked against the registry (DESIGN §6).
+
+Two steps, kept apart so the first stays pure and testable without a server:
+
+1. :func:`verify_request` — headers, body, registry and ``now`` in; the authenticated partner out,
+   or :class:`~clients.errors.AuthenticationError` with a precise ``code``. No clock, no I/O.
+2. :func:`remember_nonce` — records the signature's nonce in Redis and refuses one seen before.
+
+A request passes when it carries exactly one signature whose ``keyid`` is an Ed25519 ``sig`` key
+of an active partner, valid at ``now``; that covers ``@method``, ``@target-uri`` and, when the body
+is not empty, ``content-digest``; whose ``created`` lies within the replay window (and at most
+:data:`MAX_FUTURE_S` ahead); that carries a ``nonce``; whose Content-Digest matches the body; and
+whose signature verifies. ``clients.httpsig`` makes such signatures.
+
+Refusal codes: ``signature_missing``, ``signature_invalid``, ``params_missing``,
+``params_invalid``, ``components_missing``, ``stale_signature``, ``signature_from_future``,
+``unknown_key``, ``key_not_allowed``, ``key_not_valid``, ``partner_suspended``,
+``digest_missing``, ``digest_mismatch``; and from :func:`remember_nonce`, ``replayed_request``.
+They name what is wrong with the request, never anything private: the directory of keys and
+partner statuses is public anyway (``GET /v1/partners``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from http_message_signatures import (
+    ContentDigest,
+    HTTPMessageSignaturesException,
+    HTTPMessageVerifier,
+    HTTPSignatureKeyResolver,
+    InvalidSignature,
+)
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from clients.errors import AuthenticationError, UnavailableError
+from clients.httpsig import ALGORITHM_ID, Ed25519Algorithm
+from clients.protocol import crypto
+from clients.protocol.encoding import format_time
+from clients.protocol.identity import Registry
+
+#: How far ahead of the broker's clock ``created`` may be: clocks of partner nodes drift.
+MAX_FUTURE_S: Final = 5
+DEFAULT_REPLAY_WINDOW_S: Final = 60
+#: Nonces are Redis key material: bounded in length and alphabet, long enough to be unique.
+NONCE: Final = re.compile(r"[A-Za-z0-9._~+/=-]{16,128}", re.ASCII)
+
+# Coverage is compared on identity (name and parameters), the way RFC 9421 compares components:
+# a ``"@method";req`` or ``"content-digest";key="sha-512"`` is not the plain component.
+_METHOD: Final = ("@method", frozenset[tuple[str, Any]]())
+_TARGET_URI: Final = ("@target-uri", frozenset[tuple[str, Any]]())
+_CONTENT_DIGEST: Final = ("content-digest", frozenset[tuple[str, Any]]())
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A request whose signature checked out: who signed it, with which key, and its nonce."""
+
+    partner: str
+    kid: str
+    nonce: str
+    created: int
+
+
+def _refuse(code: str, message: str) -> AuthenticationError:
+    return AuthenticationError(message, code=code)
+
+
+class _RegistryKeys(HTTPSignatureKeyResolver):
+    """Maps ``keyid`` to the registry's parsed key, refusing keys that may not sign requests."""
+
+    def __init__(self, registry: Registry, now: datetime) -> None:
+        self._registry = registry
+        self._now = now
+        self.partner: str | None = None
+
+    def resolve_public_key(self, key_id: str) -> crypto.VerifyKey:
+        owner = self._registry.key(key_id)
+        if owner is None:
+            raise _refuse("unknown_key", f"no partner has a key with id {key_id!r}")
+        record = owner.record
+        if record.use != "sig" or record.alg != crypto.ED25519:
+            raise _refuse(
+                "key_not_allowed",
+                f"key {key_id!r} is a {record.alg} {record.use} key; requests are signed with "
+                "an Ed25519 sig key",
+            )
+        if not record.valid_at(self._now):
+            state = "revoked" if record.revoked else "outside its validity period"
+            raise _refuse("key_not_valid", f"key {key_id!r} is {state} at {format_time(self._now)}")
+        partner = self._registry.get(owner.partner)
+        if partner is None or not partner.active:
+            raise _refuse("partner_suspended", f"partner {owner.partner} is suspended")
+        self.partner = owner.partner
+        return self._registry.verify_key(key_id)
+
+
+class _Verifier(HTTPMessageVerifier):
+    """The library's verifier, with Tearline's policy on the signature parameters.
+
+    The library calls :meth:`validate_created_and_expires` on the parsed ``Signature-Input``
+    before it resolves a key or does any cryptography; overriding it puts every shape check there,
+    with the caller's ``now`` in place of the library's clock read (this module is pure).
+    """
+
+    def __init__(self, resolver: _RegistryKeys, now: float, window: int, has_body: bool) -> None:
+        super().__init__(signature_algorithm=Ed25519Algorithm, key_resolver=resolver)
+        self._now = now
+        self._window = window
+        self._has_body = has_body
+
+    def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
+        params = sig_input.params
+        missing = [p for p in ("created", "keyid", "nonce") if p not in params]
+        if missing:
+            raise _refuse(
+                "params_missing", f"the signature lacks the parameter(s) {', '.join(missing)}"
+            )
+        nonce = params["nonce"]
+        if not NONCE.fullmatch(nonce):
+            raise _refuse(
+                "params_invalid", "the nonce must be 16 to 128 characters of [A-Za-z0-9._~+/=-]"
+            )
+        if params.get("alg", ALGORITHM_ID) != ALGORITHM_ID:
+            raise _refuse("params_invalid", f"the signature algorithm must be {ALGORITHM_ID!r}")
+        covered = {(item.value, frozenset(item.params.items())) for item in sig_input}
+        required = [_METHOD, _TARGET_URI, *([_CONTENT_DIGEST] if self._has_body else [])]
+        lacking = [name for name, params_ in required if (name, params_) not in covered]
+        if lacking:
+            raise _refuse(
+                "components_missing",
+                f"the signature does not cover {', '.join(lacking)}",
+            )
+        created = params["created"]
+        age = self._now - created
+        if age > self._window:
+            raise _refuse(
+                "stale_signature",
+                f"the signature was created {age:.0f} s ago; the replay window is {self._window} s",
+            )
+        if -age > MAX_FUTURE_S:
+            raise _refuse(
+                "signature_from_future",
+                f"the signature was created {-age:.0f} s in the future; check the clock",
+            )
+        if "expires" in params and params["expires"] <= self._now:
+            raise _refuse("stale_signature", "the signature has expired")
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+
+
+def verify_request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    registry: Registry,
+    *,
+    now: datetime,
+    replay_window_s: int = DEFAULT_REPLAY_WINDOW_S,
+) -> Authenticated:
+    """Authenticate one request, or raise :class:`AuthenticationError`.
+
+    ``url`` is the full target URI as the client addressed it, ``scheme://host[:port]/path?query``
+    with the ``Host`` the client sent and the path and query exactly as they arrived (still
+    percent-encoded); ``headers.items()`` must yield every field line. The nonce is not checked
+    here: pass the result to :func:`remember_nonce`.
+    """
+    names = {name.lower() for name in headers}
+    if "signature" not in names or "signature-input" not in names:
+        raise _refuse(
+            "signature_missing",
+            "the request is not signed: send Signature-Input and Signature (RFC 9421)",
+        )
+    if body and "content-digest" not in names:
+        raise _refuse("digest_missing", "a request with a body must send Content-Digest")
+    resolver = _RegistryKeys(registry, now)
+    verifier = _Verifier(resolver, now.timestamp(), replay_window_s, bool(body))
+    try:
+        # max_age=None: the age is checked by _Verifier against `now`, not the library's clock.
+        (result,) = verifier.verify(_Request(method, url, headers), max_age=None)
+    except AuthenticationError:
+        raise
+    except InvalidSignature as exc:
+        # The library wraps what the key resolver raises; a registry refusal keeps its code.
+        if isinstance(exc.__cause__, AuthenticationError):
+            raise exc.__cause__ from None
+        raise _refuse("signature_invalid", f"the request signature does not verify: {exc}") from exc
+    except HTTPMessageSignaturesException as exc:
+        raise _refuse("signature_invalid", f"the request signature is malformed: {exc}") from exc
+    # The signature binds the digest, not the body: the library leaves this check to its caller.
+    # With a body, validate_created_and_expires has made sure the plain component is covered;
+    # looking it up directly is a third of the cost of ContentDigest.verify_components.
+    signed_digest = result.covered_components.get('"content-digest"')
+    try:
+        if signed_digest is not None:
+            ContentDigest.verify(signed_digest, body)
+    except InvalidSignature as exc:
+        raise _refuse("digest_mismatch", f"Content-Digest does not match the body: {exc}") from exc
+    assert resolver.partner is not None
+    params = result.parameters
+    return Authenticated(
+        partner=resolver.partner,
+        kid=str(params["keyid"]),
+        nonce=str(params["nonce"]),
+        created=int(params["created"]),
+    )
+
+
+def nonce_key(auth: Authenticated) -> str:
+    # Per partner: one partner cannot burn another's nonces.
+    return f"tl:nonce:{auth.partner}:{auth.nonce}"
+
+
+async def remember_nonce(redis: Redis, auth: Authenticated, replay_window_s: int) -> None:
+    """Record ``auth``'s nonce; refuse the request if the nonce was seen before.
+
+    The record lives twice the replay window: a signature stays acceptable for the window plus
+    the allowed clock drift after its ``created``, and the nonce must outlive it.
+    """
+    ttl = max(2 * replay_window_s, replay_window_s + MAX_FUTURE_S)
+    try:
+        fresh = await redis.set(nonce_key(auth), b"1", nx=True, ex=ttl)
+    except RedisError as exc:
+        # Fail closed: without the nonce cache a replay cannot be told from a first use.
+        raise UnavailableError("the replay cache is unavailable") from exc
+    if not fresh:
+        raise _refuse(
+            "replayed_request",
+            f"nonce {auth.nonce!r} was already used by {auth.partner}; sign each request afresh",
+        )

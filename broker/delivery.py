@@ -1,0 +1,109 @@
+"""Delivering inbox entries (§7): claim stale ones, read new ones, re-check the policy.
+
+The engine runs again at delivery time: a partner suspended, an agreement ended or a key
+revoked after a report was posted stops its delivery at once. A withheld entry is acked (it
+will never be deliverable under the policy that refused it) and recorded in the audit stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from clients.protocol.encoding import compact_json
+from clients.protocol.label import Label
+
+from broker.state import BrokerState
+from broker.store import InboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    entry_id: str
+    report_id: str
+    originator: str
+    envelope: bytes
+    deliveries: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "report_id": self.report_id,
+            "originator": self.originator,
+            "deliveries": self.deliveries,
+            "envelope": self.envelope.decode(),
+        }
+
+
+async def next_batch(
+    state: BrokerState,
+    partner: str,
+    consumer: str,
+    *,
+    limit: int,
+    wait_s: float,
+    after: str | None = None,
+) -> list[Delivered]:
+    """Up to ``limit`` deliverable entries, waiting up to ``wait_s`` for the first one.
+
+    With ``after`` (an SSE ``Last-Event-ID``), this consumer's unacknowledged entries after
+    that id come first, so a reconnecting stream resumes where it stopped.
+    """
+    store = state.store
+    deadline = time.monotonic() + wait_s
+    while True:
+        entries: list[InboxEntry] = []
+        if after is not None:
+            entries = await store.read_inbox(partner, consumer, count=limit, block_ms=None, after=after)
+            after = None
+        if len(entries) < limit:
+            entries += await store.claim_stale(
+                partner, consumer, idle_ms=state.settings.visibility_timeout_ms, count=limit - len(entries)
+            )
+        if len(entries) < limit:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            block = remaining_ms if not entries and remaining_ms > 0 else None
+            entries += await store.read_inbox(
+                partner, consumer, count=limit - len(entries), block_ms=block
+            )
+        delivered = await _deliverable(state, partner, entries)
+        if delivered or time.monotonic() >= deadline:
+            return delivered
+        await asyncio.sleep(0)  # everything read was withheld: wait again for the rest
+
+
+async def _deliverable(state: BrokerState, partner: str, entries: list[InboxEntry]) -> list[Delivered]:
+    if not entries:
+        return []
+    store = state.store
+    counts = await store.delivery_counts(partner, [e.entry_id for e in entries])
+    now = state.clock()
+    policy = state.policy
+    out = []
+    for entry in entries:
+        deliveries = counts.get(entry.entry_id, 1)
+        if deliveries > state.settings.max_deliveries:
+            await store.dead_letter(partner, entry, f"delivered {deliveries - 1} times without ack")
+            continue
+        facts = await store.report_facts(entry.report_id)
+        if facts is None:  # expired under retention: nothing left to deliver
+            await store.ack(partner, [entry.entry_id])
+            continue
+        label = Label.from_dict(json.loads(facts.label))
+        decision = policy.decide(
+            label, facts.originator, facts.suite, now, recalled=facts.recalled, partners=[partner]
+        )[partner]
+        if decision.reason is not None:
+            await store.withhold(
+                partner,
+                entry,
+                compact_json({"partner": partner, "reason": decision.reason.value}),
+            )
+            continue
+        out.append(
+            Delivered(entry.entry_id, entry.report_id, facts.originator, facts.envelope, deliveries)
+        )
+    return out

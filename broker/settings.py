@@ -1,0 +1,86 @@
+"""The broker's settings, read from the environment (``TEARLINE_*``, and the usual ``REDIS_URL``).
+
+Every duration and size names its unit, so ``TEARLINE_REPLAY_WINDOW_S=60`` cannot be misread as
+milliseconds. Relative paths are relative to the working directory of ``tearline serve``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TEARLINE_",
+        # Code and tests build settings by field name; the environment uses the aliases.
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Plain REDIS_URL too, because that is what compose files, PaaS add-ons and operators set.
+    # None means "start an embedded redis-server" (§9).
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEARLINE_REDIS_URL", "REDIS_URL")
+    )
+    policies_dir: Path = Path("policies")
+    data_dir: Path = Path("data")
+    # Loopback unless told otherwise: exposing the API is a decision, not a default.
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: PositiveInt = 1
+
+    max_envelope_bytes: PositiveInt = 1 * MiB
+    # RFC 9421 `created` older than this, or a nonce seen within it, is refused; the issue caps
+    # it at 60 s so the nonce cache stays small and a captured request is useless quickly.
+    replay_window_s: Annotated[int, Field(gt=0, le=60)] = 60
+    # How old an envelope's `created` may be at ingest. Ingest is idempotent on id, so a replayed
+    # report is harmless; this bound keeps the idempotency records from having to live forever.
+    max_report_age_s: PositiveInt = 300
+    visibility_timeout_ms: PositiveInt = 30_000
+    max_deliveries: PositiveInt = 5
+    long_poll_max_s: PositiveInt = 30
+    sse_heartbeat_s: PositiveInt = 15
+    retention_days: PositiveInt = 30
+    appendfsync: Literal["everysec", "always"] = "everysec"
+
+    # The URL partners sign against (RFC 9421 @target-uri) when the broker sits behind a proxy
+    # that rewrites scheme, host or path; None means the URL of the request as received.
+    public_url: str | None = None
+    # The broker's receipt-signing key; defaults to data_dir/broker.identity.json.
+    broker_key_path: Path = Path("data/broker.identity.json")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_key_path(cls, data: Any) -> Any:
+        # Derived before validation so the field stays a plain Path that follows data_dir.
+        if isinstance(data, dict) and data.get("broker_key_path") in (None, ""):
+            data = {k: v for k, v in data.items() if k != "broker_key_path"}
+            data["broker_key_path"] = Path(data.get("data_dir") or "data") / "broker.identity.json"
+        return data
+
+    @field_validator("redis_url", "public_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `REDIS_URL=` in a compose file or shell means "not set", not "connect to ''".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; keyword ``overrides`` (field names) win over it."""
+    return Settings(**overrides)

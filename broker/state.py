@@ -1,0 +1,46 @@
+"""What a running broker holds: settings, the policy in force, Redis, its key, its clock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from clients.errors import PolicyError
+
+from broker.keys import BrokerKey
+from broker.policy.engine import Policy
+from broker.policy.load import load_policies
+from broker.settings import Settings
+from broker.store import Store
+
+log = logging.getLogger("tearline.broker")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class BrokerState:
+    settings: Settings
+    policy: Policy
+    store: Store
+    key: BrokerKey
+    clock: Callable[[], datetime] = utc_now
+    policy_error: str | None = field(default=None)
+
+    async def reload_policies(self) -> bool:
+        """Load the policy folder again; on any problem keep the last good policy and say why."""
+        try:
+            policy = load_policies(self.settings.policies_dir)
+        except PolicyError as exc:
+            self.policy_error = exc.message
+            log.error("policy reload refused, keeping the last good policy: %s", exc.message)
+            return False
+        self.policy = policy
+        self.policy_error = None
+        await self.store.ensure_inboxes(policy.registry.ids)
+        log.info("policy reloaded: %s", policy.summary())
+        return True

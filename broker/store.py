@@ -1,0 +1,248 @@
+"""Everything the broker keeps in Redis (DESIGN §7), and nothing else touches Redis keys.
+
+Layout (the ``{…}`` parts are hash tags, so the layout can move to Redis Cluster):
+
+    tl:report:{id}     hash: the envelope bytes, their digest, routing facts, the receipt inputs
+    tl:inbox:{P}       stream per recipient: one entry per report for P; consumer group "tl"
+    tl:dead:{P}        stream: entries delivered more than max_deliveries times
+    tl:audit           stream: accepted reports and deliveries withheld at delivery time
+    tl:nonce:{P}:{n}   request nonces seen within the replay window
+
+An accepted report is written all-or-nothing by one Lua script: envelope, inbox entries,
+idempotency record (the digest in the report hash) and audit entry, before the 201 goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+GROUP: Final = b"tl"
+
+_INGEST_LUA: Final = """
+-- KEYS[1] report hash, KEYS[2] audit stream, KEYS[3..] one inbox per recipient (ARGV order)
+-- ARGV: id, envelope, digest, originator, accepted_ms, label, suite, grants, retention_ms,
+--       audit entry, then the recipient ids
+local existing = redis.call('HGET', KEYS[1], 'digest')
+if existing then
+  if existing == ARGV[3] then
+    return {'duplicate', redis.call('HGET', KEYS[1], 'accepted_ms'),
+            redis.call('HGET', KEYS[1], 'positions'), redis.call('HGET', KEYS[1], 'grants')}
+  end
+  return {'conflict'}
+end
+local positions = {}
+local recipients = {}
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('XGROUP', 'CREATE', KEYS[i], 'tl', '0', 'MKSTREAM')
+  end
+  positions[#positions + 1] = redis.call('XADD', KEYS[i], '*', 'report', ARGV[1],
+                                         'originator', ARGV[4])
+  recipients[#recipients + 1] = ARGV[10 + i - 2]
+end
+local joined = table.concat(positions, ',')
+redis.call('HSET', KEYS[1], 'envelope', ARGV[2], 'digest', ARGV[3], 'originator', ARGV[4],
+           'accepted_ms', ARGV[5], 'label', ARGV[6], 'suite', ARGV[7], 'grants', ARGV[8],
+           'positions', joined, 'recipients', table.concat(recipients, ','))
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('XADD', KEYS[2], '*', 'event', 'accepted', 'report', ARGV[1], 'data', ARGV[10])
+return {'created', ARGV[5], joined, ARGV[8]}
+"""
+
+
+def report_key(report_id: str) -> str:
+    return f"tl:report:{{{report_id}}}"
+
+
+def inbox_key(partner: str) -> str:
+    return f"tl:inbox:{{{partner}}}"
+
+
+def dead_key(partner: str) -> str:
+    return f"tl:dead:{{{partner}}}"
+
+
+AUDIT_KEY: Final = "tl:audit"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The outcome of an ingest: created, duplicate (same bytes) or conflict (other bytes)."""
+
+    outcome: str
+    accepted_ms: int = 0
+    positions: tuple[str, ...] = ()
+    grants: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    entry_id: str
+    report_id: str
+    originator: str
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFacts:
+    """What delivery needs to re-run the engine without re-parsing the envelope."""
+
+    envelope: bytes
+    originator: str
+    label: bytes
+    suite: str
+    recalled: bool
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        # redis-py types replies as unions that ignore decode_responses; ours are always bytes.
+        self.redis: Any = redis
+        self._ingest = redis.register_script(_INGEST_LUA)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def ensure_inboxes(self, partners: Sequence[str]) -> None:
+        """Create each partner's inbox and consumer group, so a subscriber can wait on it."""
+        for partner in partners:
+            try:
+                await self.redis.xgroup_create(inbox_key(partner), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def ingest(
+        self,
+        *,
+        report_id: str,
+        envelope: bytes,
+        digest: bytes,
+        originator: str,
+        accepted_ms: int,
+        label: bytes,
+        suite: str,
+        grants: bytes,
+        recipients: Sequence[str],
+        retention_ms: int,
+        audit: bytes,
+    ) -> Stored:
+        keys = [report_key(report_id), AUDIT_KEY, *(inbox_key(p) for p in recipients)]
+        args: list[Any] = [
+            report_id, envelope, digest, originator, accepted_ms, label, suite, grants,
+            retention_ms, audit, *recipients,
+        ]  # fmt: skip
+        result = await self._ingest(keys=keys, args=args)
+        outcome = result[0].decode()
+        if outcome == "conflict":
+            return Stored("conflict")
+        return Stored(outcome, int(result[1]), tuple(result[2].decode().split(",")), result[3])
+
+    async def report_facts(self, report_id: str) -> ReportFacts | None:
+        values = await self.redis.hmget(
+            report_key(report_id), ["envelope", "originator", "label", "suite", "recalled"]
+        )
+        if values[0] is None:
+            return None
+        return ReportFacts(
+            envelope=values[0],
+            originator=values[1].decode(),
+            label=values[2],
+            suite=values[3].decode(),
+            recalled=values[4] is not None,
+        )
+
+    async def receipt_inputs(self, report_id: str) -> dict[str, bytes] | None:
+        values = await self.redis.hgetall(report_key(report_id))
+        if not values:
+            return None
+        return {k.decode(): v for k, v in values.items() if k != b"envelope"}
+
+    # --- delivery -------------------------------------------------------------------------
+
+    async def read_inbox(
+        self, partner: str, consumer: str, *, count: int, block_ms: int | None, after: str = ">"
+    ) -> list[InboxEntry]:
+        """New entries (``after=">"``) or this consumer's pending ones after an entry id."""
+        reply = await self.redis.xreadgroup(
+            GROUP, consumer, {inbox_key(partner): after}, count=count, block=block_ms
+        )
+        return _entries(reply)
+
+    async def claim_stale(
+        self, partner: str, consumer: str, *, idle_ms: int, count: int
+    ) -> list[InboxEntry]:
+        """Entries delivered to some consumer and not acked within the visibility timeout."""
+        reply = await self.redis.xautoclaim(
+            inbox_key(partner), GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
+        )
+        return _entries([[inbox_key(partner).encode(), reply[1]]])
+
+    async def delivery_counts(self, partner: str, entry_ids: Sequence[str]) -> dict[str, int]:
+        if not entry_ids:
+            return {}
+        lo, hi = min(entry_ids, key=_entry_order), max(entry_ids, key=_entry_order)
+        pending = await self.redis.xpending_range(
+            inbox_key(partner), GROUP, min=lo, max=hi, count=len(entry_ids) * 4 + 16
+        )
+        return {p["message_id"].decode(): int(p["times_delivered"]) for p in pending}
+
+    async def ack(self, partner: str, entry_ids: Sequence[str]) -> int:
+        if not entry_ids:
+            return 0
+        return int(await self.redis.xack(inbox_key(partner), GROUP, *entry_ids))
+
+    async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                dead_key(partner),
+                {"entry": entry.entry_id, "report": entry.report_id, "reason": reason},
+            )
+            pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
+            await pipe.execute()
+
+    async def audit(self, event: str, report_id: str, data: bytes) -> None:
+        await self.redis.xadd(AUDIT_KEY, {"event": event, "report": report_id, "data": data})
+
+    async def withhold(self, partner: str, entry: InboxEntry, data: bytes) -> None:
+        """Drop an entry the engine now refuses (policy changed), and say so in the audit."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
+            pipe.xadd(AUDIT_KEY, {"event": "withheld", "report": entry.report_id, "data": data})
+            await pipe.execute()
+
+    async def audit_entries(self, report_id: str | None, count: int = 1000) -> list[dict[str, str]]:
+        reply = await self.redis.xrevrange(AUDIT_KEY, count=count)
+        out = []
+        for entry_id, fields in reply:
+            row = {k.decode(): v.decode() for k, v in fields.items()}
+            if report_id is None or row.get("report") == report_id:
+                out.append({"entry": entry_id.decode(), **row})
+        return out
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _entries(reply: Any) -> list[InboxEntry]:
+    out = []
+    for _stream, messages in reply or ():
+        for entry_id, fields in messages:
+            if not fields:  # deleted while pending: nothing left to deliver
+                continue
+            out.append(
+                InboxEntry(
+                    entry_id=entry_id.decode(),
+                    report_id=fields[b"report"].decode(),
+                    originator=fields[b"originator"].decode(),
+                    deliveries=1,
+                )
+            )
+    return out
