@@ -13,8 +13,6 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from clients.errors import UnavailableError
-
 from broker.api import directory, health, inbox, reports
 from broker.api import errors as api_errors
 from broker.keys import load_or_create
@@ -22,6 +20,7 @@ from broker.policy.load import load_policies
 from broker.settings import Settings, get_settings
 from broker.state import BrokerState, utc_now
 from broker.store import Store
+from clients.errors import UnavailableError
 
 log = logging.getLogger("tearline.broker")
 

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from clients.protocol.encoding import compact_json
-from clients.protocol.label import Label
-
 from broker.state import BrokerState
 from broker.store import InboxEntry
+from clients.protocol.encoding import compact_json
+from clients.protocol.label import Label
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +56,16 @@ async def next_batch(
     while True:
         entries: list[InboxEntry] = []
         if after is not None:
-            entries = await store.read_inbox(partner, consumer, count=limit, block_ms=None, after=after)
+            entries = await store.read_inbox(
+                partner, consumer, count=limit, block_ms=None, after=after
+            )
             after = None
         if len(entries) < limit:
             entries += await store.claim_stale(
-                partner, consumer, idle_ms=state.settings.visibility_timeout_ms, count=limit - len(entries)
+                partner,
+                consumer,
+                idle_ms=state.settings.visibility_timeout_ms,
+                count=limit - len(entries),
             )
         if len(entries) < limit:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
@@ -75,7 +79,9 @@ async def next_batch(
         await asyncio.sleep(0)  # everything read was withheld: wait again for the rest
 
 
-async def _deliverable(state: BrokerState, partner: str, entries: list[InboxEntry]) -> list[Delivered]:
+async def _deliverable(
+    state: BrokerState, partner: str, entries: list[InboxEntry]
+) -> list[Delivered]:
     if not entries:
         return []
     store = state.store

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from broker.state import BrokerState
 from clients.errors import ConflictError, DeniedError
 from clients.protocol import crypto
 from clients.protocol.encoding import b64e, compact_json, format_time
 from clients.protocol.envelope import verify
 from clients.protocol.receipt import Delivery, Receipt, sign_receipt
-
-from broker.state import BrokerState
 
 
 async def accept_report(state: BrokerState, caller: str, body: bytes) -> tuple[bytes, bool]:
@@ -75,7 +74,8 @@ async def accept_report(state: BrokerState, caller: str, body: bytes) -> tuple[b
         envelope_sha256=b64e(envelope_sha256),
         accepted_at=format_time(_from_ms(stored.accepted_ms)),
         recipients=tuple(
-            Delivery(p, stored_grants[p], pos) for p, pos in zip(slots, stored.positions, strict=True)
+            Delivery(p, stored_grants[p], pos)
+            for p, pos in zip(slots, stored.positions, strict=True)
         ),
     )
     signed = sign_receipt(receipt, state.key.kid, state.key.signer)
@@ -84,4 +84,3 @@ async def accept_report(state: BrokerState, caller: str, body: bytes) -> tuple[b
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
-

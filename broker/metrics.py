@@ -12,9 +12,13 @@ DELIVERIES = Counter(
     "tearline_deliveries_total", "Inbox entries handed to subscribers", registry=REGISTRY
 )
 WITHHELD = Counter(
-    "tearline_withheld_total", "Entries withheld at delivery because policy changed", registry=REGISTRY
+    "tearline_withheld_total",
+    "Entries withheld at delivery because policy changed",
+    registry=REGISTRY,
 )
 AUTH_FAILURES = Counter(
-    "tearline_auth_failures_total", "Requests refused as unauthenticated, by code", ["code"],
+    "tearline_auth_failures_total",
+    "Requests refused as unauthenticated, by code",
+    ["code"],
     registry=REGISTRY,
 )

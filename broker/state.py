@@ -7,13 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from clients.errors import PolicyError
-
 from broker.keys import BrokerKey
 from broker.policy.engine import Policy
 from broker.policy.load import load_policies
 from broker.settings import Settings
 from broker.store import Store
+from clients.errors import PolicyError
 
 log = logging.getLogger("tearline.broker")
 

@@ -145,10 +145,16 @@ class AsyncPartner:
     # --- signed HTTP ----------------------------------------------------------------------
 
     def _signed(
-        self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: bytes | None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
-        request = self._http.build_request(method, path, params=params, content=body, headers=headers)
+        request = self._http.build_request(
+            method, path, params=params, content=body, headers=headers
+        )
         now = self._clock()
         kid, private = signing_key_of(self.identity, now)
         request.headers.update(
@@ -166,8 +172,13 @@ class AsyncPartner:
         return request
 
     async def _send(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-        body: bytes | None = None, timeout_s: float | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
         headers = {"content-type": "application/json"} if body is not None else None
         request = self._signed(method, path, params, body, headers)
@@ -234,11 +245,17 @@ class AsyncPartner:
         if not recipients:
             denied = {p: d.reason for p, d in decisions.items() if not d.granted}
             raise DeniedError(
-                "no partner is entitled to a report with this label", code="no_recipients",
+                "no partner is entitled to a report with this label",
+                code="no_recipients",
                 details={"denied": denied},
             )
         envelope = seal(
-            payload, label, recipients, self.identity, now=self._clock(), suite=suite,
+            payload,
+            label,
+            recipients,
+            self.identity,
+            now=self._clock(),
+            suite=suite,
             content_type=content_type,
         )
         signed = (await self._send("POST", "/v1/reports", body=envelope)).json()
@@ -250,7 +267,9 @@ class AsyncPartner:
     ) -> list[Report]:
         """One long poll: up to ``limit`` reports, waiting up to ``wait_s`` for the first."""
         data = await self._json(
-            "GET", "/v1/inbox", params={"limit": limit, "wait": wait_s, "consumer": consumer},
+            "GET",
+            "/v1/inbox",
+            params={"limit": limit, "wait": wait_s, "consumer": consumer},
             timeout_s=wait_s + 30,
         )
         out = []
@@ -309,7 +328,10 @@ class AsyncPartner:
         directory = await self.directory()
         try:
             opened = open(
-                entry["envelope"].encode(), self.identity, directory.registry, directory.scheme,
+                entry["envelope"].encode(),
+                self.identity,
+                directory.registry,
+                directory.scheme,
                 now=self._clock(),
             )
         except EnvelopeError as exc:
@@ -317,8 +339,14 @@ class AsyncPartner:
             log.warning("report %s did not verify or open: %s", entry.get("report_id"), exc.reason)
             return None
         return Report(
-            opened.id, opened.originator, opened.created, opened.label, opened.content_type,
-            opened.payload, entry["entry_id"], self,
+            opened.id,
+            opened.originator,
+            opened.created,
+            opened.label,
+            opened.content_type,
+            opened.payload,
+            entry["entry_id"],
+            self,
         )
 
 
@@ -328,7 +356,7 @@ def _raise_for_error(response: httpx.Response) -> None:
     try:
         error = response.json()["error"]
         code, message, details = error["code"], error["message"], error.get("details")
-    except Exception:  # noqa: BLE001 - a non-Tearline error page: report what we have
+    except Exception:
         code, message, details = "http_error", f"HTTP {response.status_code}", None
     cls = _ERRORS.get(response.status_code, InternalError)
     raise cls(message, code=code, details=details)

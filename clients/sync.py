@@ -66,7 +66,12 @@ class Partner:
             self._node.publish(payload, label, suite=suite, content_type=content_type, only=only)
         )
 
-    def inbox(self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default") -> list[Report]:
+    def post_envelope(self, envelope: bytes) -> Receipt:
+        return self._run(self._node.post_envelope(envelope))
+
+    def inbox(
+        self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"
+    ) -> list[Report]:
         return self._run(self._node.inbox(limit=limit, wait_s=wait_s, consumer=consumer))
 
     def ack(self, entry_ids: Iterable[str]) -> int:

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from clients.errors import TooLargeError, UnavailableError
-
 from broker.auth import Authenticated, remember_nonce, verify_request
 from broker.state import BrokerState
+from clients.errors import TooLargeError, UnavailableError
 
 
 def get_state(request: Request) -> BrokerState:

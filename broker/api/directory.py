@@ -6,16 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from clients.protocol.encoding import b64e
-
 from broker.api.deps import Caller, State
 from broker.api.reports import errors
+from clients.protocol.encoding import b64e
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 
 
-@router.get("/partners", summary="Partners, their public keys, the scheme and the broker's key",
-            responses=errors(401, 503))
+@router.get(
+    "/partners",
+    summary="Partners, their public keys, the scheme and the broker's key",
+    responses=errors(401, 503),
+)
 async def partners(state: State, caller: Caller) -> dict[str, Any]:
     policy = state.policy
     scheme = policy.scheme
@@ -31,7 +33,8 @@ async def partners(state: State, caller: Caller) -> dict[str, Any]:
     }
 
 
-@router.get("/agreements", summary="The agreements the caller is a party to",
-            responses=errors(401, 503))
+@router.get(
+    "/agreements", summary="The agreements the caller is a party to", responses=errors(401, 503)
+)
 async def agreements(state: State, caller: Caller) -> dict[str, Any]:
     return {"agreements": [a.to_dict() for a in state.policy.agreements_of(caller.partner)]}

@@ -19,8 +19,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers and a policy is loaded",
-            responses={503: {"description": "not ready"}})
+@router.get(
+    "/readyz",
+    summary="Redis answers and a policy is loaded",
+    responses={503: {"description": "not ready"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     state = getattr(request.app.state, "broker", None)
     checks: dict[str, Any] = {"policy": state is not None, "redis": False}

@@ -67,7 +67,11 @@ async def stream(
         after = last_event_id
         while not await request.is_disconnected():
             batch = await next_batch(
-                state, caller.partner, consumer, limit=10, wait_s=state.settings.sse_heartbeat_s,
+                state,
+                caller.partner,
+                consumer,
+                limit=10,
+                wait_s=state.settings.sse_heartbeat_s,
                 after=after,
             )
             after = None
@@ -88,8 +92,8 @@ class AckResponse(BaseModel):
     acked: int
 
 
-@router.post("/ack", summary="Acknowledge entries of the caller's inbox", responses=errors(401, 422))
+@router.post(
+    "/ack", summary="Acknowledge entries of the caller's inbox", responses=errors(401, 422)
+)
 async def ack(request: AckRequest, state: State, caller: Caller) -> AckResponse:
     return AckResponse(acked=await state.store.ack(caller.partner, request.ids))
-
-

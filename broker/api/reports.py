@@ -7,12 +7,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from clients.errors import TearlineError
-from clients.protocol.label import Label
-
 from broker.api.deps import Body, Caller, State
 from broker.ingest import accept_report
 from broker.metrics import REPORTS
+from clients.errors import TearlineError
+from clients.protocol.label import Label
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 

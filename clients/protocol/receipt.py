@@ -62,7 +62,10 @@ class Receipt:
 
 def sign_receipt(receipt: Receipt, kid: str, key: crypto.SigningKey) -> dict[str, Any]:
     body = receipt.to_dict()
-    return {"receipt": body, "signature": {"kid": kid, "sig": b64e(key.sign(_pae(canonical_json(body))))}}
+    return {
+        "receipt": body,
+        "signature": {"kid": kid, "sig": b64e(key.sign(_pae(canonical_json(body))))},
+    }
 
 
 def verify_receipt(signed: Any, kid: str, public_key: bytes) -> Receipt:
@@ -71,7 +74,9 @@ def verify_receipt(signed: Any, kid: str, public_key: bytes) -> Receipt:
         if signed["signature"]["kid"] != kid:
             raise EnvelopeError("receipt signed by another key")
         sig = b64d(signed["signature"]["sig"])
-        crypto.VerifyKey(crypto.ED25519, public_key).verify(sig, _pae(canonical_json(signed["receipt"])))
+        crypto.VerifyKey(crypto.ED25519, public_key).verify(
+            sig, _pae(canonical_json(signed["receipt"]))
+        )
         return Receipt.from_dict(signed["receipt"])
     except (KeyError, TypeError, EncodingError, crypto.CryptoFailure) as exc:
         raise EnvelopeError(f"receipt does not verify: {exc}") from None

@@ -41,6 +41,12 @@ async def test_publish_with_no_entitled_partner_is_refused(broker: RunningBroker
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
         with pytest.raises(DeniedError) as info:
             await gbr.publish(BUNDLE, Label("SECRET", ["DEU"], "RED"))
-        assert info.value.details == {"denied": {"DEU": "NO_AGREEMENT", "EST": "NOT_RELEASABLE_TO",
-                                                 "FIN": "NOT_RELEASABLE_TO", "GBR": "ORIGINATOR",
-                                                 "USA": "NOT_RELEASABLE_TO"}}
+        assert info.value.details == {
+            "denied": {
+                "DEU": "NO_AGREEMENT",
+                "EST": "NOT_RELEASABLE_TO",
+                "FIN": "NOT_RELEASABLE_TO",
+                "GBR": "ORIGINATOR",
+                "USA": "NOT_RELEASABLE_TO",
+            }
+        }

@@ -204,10 +204,15 @@ def test_policy_check_on_a_missing_folder_fails(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
+MAIN = "import sys; sys.argv[0] = 'tearline'; from clients.cli import main; main()"
+
+
 def test_installed_tearline_script_runs_the_operator_commands() -> None:
     script = Path(sys.executable).with_name("tearline")
+    # The console script when the package is installed in this environment, else main() itself.
+    command = [str(script)] if script.exists() else [sys.executable, "-c", MAIN]
     done = subprocess.run(
-        [script, "policy", "check", "--policies", POLICIES],
+        [*command, "policy", "check", "--policies", str(POLICIES)],
         capture_output=True,
         text=True,
         timeout=60,

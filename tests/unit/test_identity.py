@@ -82,7 +82,8 @@ def test_generate_makes_the_keys_of_the_suite_with_keygen_kids(
     me = Identity.generate("EE-CERT", suite, NOW, timedelta(days=10))
     assert [k.record.alg for k in me.keys] == algs
     kids = {k.record.alg: k.record.kid for k in me.keys}
-    assert kids["Ed25519"] == "EE-CERT-sig-1" and kids["X25519"] == "EE-CERT-enc-1"
+    assert kids["Ed25519"] == "EE-CERT-sig-1"
+    assert kids["X25519"] == "EE-CERT-enc-1"
     for key in me.keys:
         assert key.record.not_before == NOW
         assert key.record.not_after == NOW + timedelta(days=10)
@@ -205,7 +206,7 @@ INVALID_KEYS = [
     pytest.param(_entry(not_before="2026-01-01T00:00:00"), "key.not_before", id="naive-not-before"),
     pytest.param(_entry(not_after="2028-01-01T00:00:00"), "key.not_after", id="naive-not-after"),
     pytest.param(
-        _entry(not_before=datetime(2026, 1, 1)),  # noqa: DTZ001
+        _entry(not_before=datetime(2026, 1, 1)),
         "key.not_before",
         id="naive-datetime-object",
     ),
@@ -275,10 +276,14 @@ def test_registry_refuses_a_kid_used_twice_by_one_partner() -> None:
 
 def test_registry_maps_each_kid_to_its_owner_and_record() -> None:
     reg = Registry([factories.partner("GBR", "pq-hybrid"), factories.partner("USA", "classic")])
-    assert reg.ids == ["GBR", "USA"] and len(reg) == 2 and "USA" in reg and "CAN" not in reg
+    assert reg.ids == ["GBR", "USA"]
+    assert len(reg) == 2
+    assert "USA" in reg
+    assert "CAN" not in reg
     owner = reg.key("USA-enc-1")
     assert owner is not None
-    assert owner.partner == "USA" and owner.record.alg == crypto.X25519
+    assert owner.partner == "USA"
+    assert owner.record.alg == crypto.X25519
     assert reg.key("USA-enc-pq-1") is None
     assert reg.verify_key("GBR-sig-pq-1") is reg.verify_key("GBR-sig-pq-1")  # parsed once
 
@@ -306,7 +311,9 @@ def _partner_with(*changes: tuple[str, Json]) -> Partner:
 )
 def test_enc_key_picks_the_kem_of_the_suite(suite: Suite, kid: str) -> None:
     key = factories.partner("GBR", "pq-hybrid").enc_key(suite, NOW)
-    assert key is not None and key.kid == kid and key.use == "enc"
+    assert key is not None
+    assert key.kid == kid
+    assert key.use == "enc"
 
 
 def test_enc_key_is_none_when_the_partner_has_no_key_for_the_suite() -> None:
@@ -374,7 +381,8 @@ def test_identity_load_reads_back_what_write_keypair_wrote(tmp_path: Path) -> No
     private, _ = keyfile.write_keypair(me, tmp_path)
     loaded = keyfile.Identity.load(private)
     assert isinstance(loaded, keyfile.Identity)
-    assert loaded.partner == me.partner and loaded.keys == me.keys
+    assert loaded.partner == me.partner
+    assert loaded.keys == me.keys
     assert keyfile.Identity.load(str(private)).to_dict() == me.to_dict()
 
 
@@ -418,7 +426,8 @@ def test_identity_load_refuses_a_missing_file(tmp_path: Path) -> None:
 def test_b64e_and_b64d_round_trip_without_padding(size: int) -> None:
     data = os.urandom(size)
     text = b64e(data)
-    assert "=" not in text and b64d(text) == data
+    assert "=" not in text
+    assert b64d(text) == data
 
 
 @pytest.mark.parametrize(
@@ -522,7 +531,7 @@ def test_strict_loads_reads_ordinary_json_from_bytes_or_text() -> None:
     assert strict_loads(compact_json(doc).decode()) == doc
 
 
-# --- encoding: time ---------------------------------------------------------------------------------
+# --- encoding: time -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -561,24 +570,27 @@ def test_parse_time_refuses_non_strings(value: object) -> None:
 )
 def test_parse_time_reads_the_instant_with_its_offset(text: str) -> None:
     parsed = parse_time(text)
-    assert parsed.tzinfo is not None and parsed == NOW
+    assert parsed.tzinfo is not None
+    assert parsed == NOW
     assert format_time(parsed) == "2026-06-01T12:00:00Z"
 
 
 def test_format_time_refuses_naive_datetimes() -> None:
     with pytest.raises(EncodingError, match="naive"):
-        format_time(datetime(2026, 6, 1, 12))  # noqa: DTZ001
+        format_time(datetime(2026, 6, 1, 12))
 
 
-# --- encoding: UUIDv7 ---------------------------------------------------------------------------------
+# --- encoding: UUIDv7 -----------------------------------------------------------------------------
 
 
 def test_new_uuid7_gives_version_7_ids_carrying_the_millisecond() -> None:
     for moment in (NOW, NOW + timedelta(microseconds=999), datetime(1970, 1, 1, tzinfo=UTC)):
         text = new_uuid7(moment)
         parsed = uuid.UUID(text)
-        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
-        assert is_uuid7(text) and str(parsed) == text
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert is_uuid7(text)
+        assert str(parsed) == text
         assert parsed.int >> 80 == int(moment.timestamp() * 1000)
 
 

@@ -146,6 +146,11 @@ def _missing_scheme(root: Path) -> Where:
     return Where("scheme.yaml", None, None, "missing")
 
 
+def _empty_agreement(root: Path) -> Where:
+    (root / "agreements/gbr-est-maritime.yaml").write_text("", encoding="utf-8")
+    return Where("agreements/gbr-est-maritime.yaml", 1, None, "the file is empty")
+
+
 def _duplicate_yaml_key(root: Path) -> Where:
     rel = "agreements/gbr-est-maritime.yaml"
     text = edit(
@@ -298,6 +303,29 @@ CASES: list[tuple[str, Breaker]] = [
             "not valid YAML",
         ),
     ),
+    (
+        "impossible_date_in_valid_from",
+        _agreement_edit(
+            "gbr-est-maritime",
+            "valid_from: 2026-03-01T00:00:00Z",
+            "valid_from: 2026-13-01T00:00:00Z",
+            "valid_from:",
+            "valid_from",
+            "month must be in 1..12",
+        ),
+    ),
+    (
+        "impossible_date_in_valid_until",
+        _agreement_edit(
+            "gbr-est-maritime",
+            "valid_until: 2029-03-01T00:00:00Z",
+            "valid_until: 2029-13-01T00:00:00Z",
+            "valid_until:",
+            "valid_until",
+            "month must be in 1..12",
+        ),
+    ),
+    ("empty_agreement_file", _empty_agreement),
     ("missing_scheme_yaml", _missing_scheme),
 ]
 
@@ -318,6 +346,10 @@ IMPRECISE = {
     "unknown_field": (
         "BUG: load.py reports additionalProperties errors at the parent object's path "
         "(line 1, no field for a top-level key), not at the unknown key's line and name"
+    ),
+    "impossible_date_in_valid_until": (
+        "BUG: load.py _check_agreement reports any impossible date (e.g. month 13) at "
+        "('valid_from',), so a bad valid_until is blamed on valid_from's line and field"
     ),
     "public_key_bad_base64url": (
         "BUG: load.py _registry reports Partner.from_dict's IdentityError at ('partners', i), "
@@ -389,7 +421,7 @@ def test_broken_policy_folder_problem_names_the_line_and_the_field(
     [
         pytest.param(b, id=name)
         for name, b in CASES
-        if name in ("duplicate_yaml_key", "invalid_yaml_syntax")
+        if name in ("duplicate_yaml_key", "invalid_yaml_syntax", "empty_agreement_file")
     ],
 )
 @pytest.mark.xfail(
