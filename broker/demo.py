@@ -161,9 +161,11 @@ def run_demo(workdir: Path | None, redis_url: str | None, as_json: bool) -> dict
         directory = gbr.directory()
         deu = directory.registry.get("DEU")
         usa = directory.registry.get("USA")
-        assert deu is not None and usa is not None
+        assert deu is not None
+        assert usa is not None
         deu_key, usa_key = deu.enc_key("classic", now), usa.enc_key("classic", now)
-        assert deu_key is not None and usa_key is not None
+        assert deu_key is not None
+        assert usa_key is not None
         envelope = seal(
             b"{}",
             LABEL,

@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import IO, Literal
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from clients.errors import InternalError, UnavailableError
 
@@ -256,9 +258,7 @@ class EmbeddedRedis:
     def _wait_until_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self.start_timeout_s
-        client = redis.Redis(
-            host=self.host, port=self.port, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
+        client = self._client(timeout_s=1.0)
         try:
             while True:
                 returncode = self._process.poll()
@@ -274,7 +274,7 @@ class EmbeddedRedis:
                     pass  # replaying a large AOF: alive, not ready yet
                 except (redis.ConnectionError, redis.TimeoutError):
                     pass
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline and self._process.poll() is None:
                     raise UnavailableError(
                         f"redis-server did not answer PING within {self.start_timeout_s:g} s; "
                         f"its log {self.log_path}:\n{self._log_tail()}",
@@ -284,13 +284,19 @@ class EmbeddedRedis:
         finally:
             client.close()
 
-    def _shutdown_command(self) -> None:
-        client = redis.Redis(
+    def _client(self, timeout_s: float) -> redis.Redis:
+        # No retries: redis-py retries ten times with backoff by default, which would turn a
+        # bounded probe into an unbounded one; the callers loop or give up on their own terms.
+        return redis.Redis(
             host=self.host,
             port=self.port,
-            socket_timeout=self.stop_timeout_s,
-            socket_connect_timeout=1.0,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 1.0),
+            retry=Retry(NoBackoff(), 0),
         )
+
+    def _shutdown_command(self) -> None:
+        client = self._client(timeout_s=self.stop_timeout_s)
         # SHUTDOWN fsyncs the AOF before exiting; when it cannot be sent (server wedged, port
         # gone) the signals below still end the process.
         with contextlib.suppress(redis.RedisError, OSError):

@@ -258,6 +258,10 @@ class AsyncPartner:
             suite=suite,
             content_type=content_type,
         )
+        return await self.post_envelope(envelope)
+
+    async def post_envelope(self, envelope: bytes) -> Receipt:
+        """Post an envelope sealed elsewhere; returns the broker's receipt, signature checked."""
         signed = (await self._send("POST", "/v1/reports", body=envelope)).json()
         directory = await self.directory()
         return verify_receipt(signed, directory.broker_kid, directory.broker_public)

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from broker.auth import Authenticated, nonce_key, remember_nonce, verify_request
 from clients.errors import AuthenticationError, UnavailableError
@@ -88,7 +90,9 @@ async def test_an_unreachable_cache_fails_closed() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # Nothing listens on a port just released: the connection is refused at once.
-    nowhere = Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    nowhere = Redis(
+        host="127.0.0.1", port=port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         with pytest.raises(UnavailableError):
             await remember_nonce(nowhere, _auth(), WINDOW)
