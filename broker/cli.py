@@ -1,10 +1,15 @@
-"""Operator commands of ``tearline``: ``policy check`` and ``policy explain``."""
+"""Operator commands of ``tearline``: ``serve``, ``policy check`` and ``policy explain``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -21,6 +26,7 @@ PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy fol
 
 def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
+    app.command("serve")(serve)
 
 
 def _fail(message: str, exit_code: int) -> typer.Exit:
@@ -56,16 +62,140 @@ def explain(
         raise typer.Exit(1)
     try:
         now = parse_time(at) if at is not None else datetime.now(UTC)
+    except EncodingError as exc:
+        raise _fail(f"--at: {exc}", 2) from None
+    if originator not in policy.registry:
+        raise _fail(f"--from {originator}: not a partner in {policies}/partners.yaml", 2)
+    try:
         parsed = Label.from_dict(strict_loads(label.read_bytes()))
-        if originator not in policy.registry:
-            raise _fail(f"--from {originator}: not a partner in {policies}/partners.yaml", 2)
         decisions = policy.decide(parsed, originator, suite, now)
     except OSError as exc:
         raise _fail(f"cannot read {label}: {exc.strerror}", 2) from None
     except EncodingError as exc:
-        raise _fail(
-            f"{label if at is None or 'RFC' not in str(exc) else '--at'}: {exc}", 2
-        ) from None
+        raise _fail(f"{label}: {exc}", 2) from None
     except TearlineError as exc:
-        raise _fail(exc.message, 2) from None
+        raise _fail(f"{label}: {exc.message}", 2) from None
     typer.echo(json.dumps(policy.explain(decisions), indent=2))
+
+
+# Long polls and SSE streams would hold a graceful shutdown open for as long as they last; they
+# are cut after this instead, which is safe: unacknowledged entries are delivered again.
+SHUTDOWN_GRACE_S = 5
+
+
+def serve(
+    policies: Annotated[
+        Path | None,
+        typer.Option(
+            "--policies", help="The policy folder (env TEARLINE_POLICIES_DIR, default policies)."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (env TEARLINE_HOST, default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (env TEARLINE_PORT, default 8000).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (env TEARLINE_WORKERS, default 1).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Broker key and embedded Redis data (env TEARLINE_DATA_DIR, default data).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the API. With no REDIS_URL, run an embedded redis-server (AOF on) in DATA_DIR/redis."""
+    # Imported here: the server stack is not needed by `policy check` and the partner commands.
+    import uvicorn
+    from pydantic import ValidationError
+
+    from broker.embedded import EmbeddedRedis
+    from broker.settings import get_settings
+
+    given = {
+        "policies_dir": policies,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "data_dir": data_dir,
+    }
+    try:
+        settings = get_settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+            for e in exc.errors()
+        ]
+        raise _fail(
+            "invalid settings (options or TEARLINE_* variables):\n" + "\n".join(lines), 2
+        ) from None
+
+    policy, problems = check_policies(settings.policies_dir)
+    if policy is None:
+        for problem in problems:
+            typer.echo(str(problem), err=True)
+        raise _fail(f"{settings.policies_dir}: the policy folder is invalid, not serving", 1)
+
+    # Workers build their own Settings from the environment (uvicorn spawns them): hand them
+    # the command line's values, with absolute paths so no worker depends on its cwd.
+    os.environ.update(
+        {
+            "TEARLINE_POLICIES_DIR": str(settings.policies_dir.resolve()),
+            "TEARLINE_DATA_DIR": str(settings.data_dir.resolve()),
+            "TEARLINE_BROKER_KEY_PATH": str(settings.broker_key_path.resolve()),
+            "TEARLINE_HOST": settings.host,
+            "TEARLINE_PORT": str(settings.port),
+            "TEARLINE_WORKERS": str(settings.workers),
+        }
+    )
+    s = policy.summary()
+    typer.echo(
+        f"policy ok: scheme {s['policy']}, {s['partners']} partners, {s['agreements']} agreements",
+        err=True,
+    )
+
+    with _stop_on_signals(), contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            try:
+                embedded = stack.enter_context(
+                    EmbeddedRedis(settings.data_dir / "redis", appendfsync=settings.appendfsync)
+                )
+            except TearlineError as exc:
+                raise _fail(exc.message, 1) from None
+            # The plain name, and no TEARLINE_ one left to shadow it (an empty one would).
+            os.environ.pop("TEARLINE_REDIS_URL", None)
+            os.environ["REDIS_URL"] = embedded.url
+            typer.echo(
+                f"embedded redis-server (pid {embedded.pid}) at {embedded.url}, "
+                f"AOF appendfsync {settings.appendfsync} in {embedded.data_dir}",
+                err=True,
+            )
+        uvicorn.run(
+            "broker.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            server_header=False,
+        )
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    # SIGTERM's default action kills the process on the spot, skipping every `finally`, and
+    # uvicorn re-raises the signal it caught once it has shut down: turned into SystemExit, it
+    # unwinds through the ExitStack above, so the embedded Redis is stopped, and stopped last.
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -210,12 +210,13 @@ class EmbeddedRedis:
     def stop(self) -> None:
         """Stop the server (idempotent): SHUTDOWN, then SIGTERM, then SIGKILL; always reaped."""
         with self._guard:
-            atexit.unregister(self.stop)
             if self._process is not None:
                 if self._process.poll() is None:
                     self._shutdown_command()
                 self._terminate(grace_s=self.stop_timeout_s)
             self._release_lock()
+            # Only now: a stop interrupted half-way is finished by the atexit hook.
+            atexit.unregister(self.stop)
 
     # -- how ------------------------------------------------------------------------------------
 

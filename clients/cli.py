@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
@@ -11,10 +12,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from clients.errors import TearlineError
-from clients.keyfile import generate, write_keypair
+from clients.keyfile import Identity, generate, write_keypair
+from clients.partner import Report
+from clients.protocol.encoding import EncodingError, format_time, strict_loads
+from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import check_suite
+from clients.protocol.label import Label
+from clients.sync import Partner
 
 app = typer.Typer(
     name="tearline",
@@ -47,6 +54,106 @@ def keygen(
         raise fail(exc.message, 2) from None
     typer.echo(f"wrote {private_path} (private: keep it on this node, mode 0600)")
     typer.echo(f"wrote {public_path} (public: give it to the broker operator)")
+
+
+BrokerOption = Annotated[
+    str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")
+]
+IdentityOption = Annotated[
+    Path, typer.Option("--identity", envvar="TEARLINE_IDENTITY", help="This node's identity file.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def publish(
+    payload: Annotated[Path, typer.Argument(help="The report: a STIX 2.1 bundle or any file.")],
+    label: Annotated[Path, typer.Option(help="A JSON file holding the security label (§3).")],
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+    suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
+    content_type: Annotated[str, typer.Option()] = STIX_CONTENT_TYPE,
+    only: Annotated[list[str] | None, typer.Option(help="Share with only these partners.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Seal PAYLOAD for every partner entitled to LABEL, post it, print the broker's receipt."""
+    try:
+        me = Identity.load(identity)
+        parsed = Label.from_dict(strict_loads(label.read_bytes()))
+        with Partner(broker, me) as node:
+            receipt = node.publish(
+                payload.read_bytes(), parsed, suite=suite, content_type=content_type, only=only
+            )
+    except OSError as exc:
+        raise fail(f"cannot read {exc.filename}: {exc.strerror}", 2) from None
+    except EncodingError as exc:
+        raise fail(f"{label}: {exc}", 2) from None
+    except TearlineError as exc:
+        raise fail(_describe(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(receipt.to_dict()))
+        return
+    console = Console()
+    console.print(f"report [bold]{receipt.id}[/] accepted at {receipt.accepted_at}")
+    for r in receipt.recipients:
+        console.print(f"  → {r.partner} under {r.agreement} (entry {r.position})")
+
+
+@app.command()
+def subscribe(
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+    out: Annotated[Path | None, typer.Option(help="Write each payload to OUT/<id>.")] = None,
+    once: Annotated[bool, typer.Option(help="One long poll, then exit.")] = False,
+    wait: Annotated[float, typer.Option(help="With --once: seconds to wait.")] = 5.0,
+    consumer: Annotated[str, typer.Option(help="Subscriber session name.")] = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Receive reports: verified, decrypted, written out, then acknowledged."""
+    try:
+        me = Identity.load(identity)
+        with Partner(broker, me) as node:
+            reports = (
+                iter(node.inbox(wait_s=wait, consumer=consumer, limit=100))
+                if once
+                else node.subscribe(consumer=consumer)
+            )
+            for report in reports:
+                if out is not None:
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / report.id).write_bytes(report.payload)
+                _print_report(report, as_json)
+                node.ack_report(report)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
+    except TearlineError as exc:
+        raise fail(_describe(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    if as_json:
+        summary = {
+            "id": report.id,
+            "originator": report.originator,
+            "created": format_time(report.created),
+            "label": report.label.to_dict(),
+            "content_type": report.content_type,
+            "bytes": len(report.payload),
+        }
+        typer.echo(json.dumps(summary))
+        return
+    label = report.label
+    Console().print(
+        f"[bold]{report.id}[/] from {report.originator}: {label.classification} "
+        f"TLP:{label.tlp} REL TO {', '.join(label.releasable_to)}, {len(report.payload)} bytes"
+    )
+
+
+def _describe(exc: TearlineError) -> str:
+    details = f" {json.dumps(exc.details)}" if exc.details else ""
+    return f"{exc.message} ({exc.code}){details}"
 
 
 def main() -> None:

@@ -68,6 +68,7 @@ class PolicyError(InputError):
         prefix = f"{where}: " if where else ""
         at = f" (field {field})" if field else ""
         super().__init__(f"{prefix}{message}{at}", code=code, details=details)
+        self.problem = message  # without the location, for callers that place it themselves
         self.file = file
         self.line = line
         self.field = field

@@ -21,9 +21,14 @@ SCHEME = Scheme(
 )
 
 
-@cache
 def identity(partner: str, suite: Suite = "pq-hybrid") -> Identity:
-    """A TEST identity, valid from 30 days before NOW for two years. Cached per session."""
+    """A TEST identity, valid from 30 days before NOW for two years. Cached per session, so
+    ``identity("USA")`` and ``identity("USA", "pq-hybrid")`` are the same keys."""
+    return _identity(partner, suite)
+
+
+@cache
+def _identity(partner: str, suite: Suite) -> Identity:
     return Identity.generate(partner, suite, NOW - timedelta(days=30), timedelta(days=730))
 
 

@@ -21,7 +21,8 @@ from broker.policy.engine import Policy
 from broker.policy.yamlfile import Path as FieldPath
 from broker.policy.yamlfile import dotted, line_of, load_yaml
 from clients.errors import IdentityError, LabelError, PolicyError
-from clients.protocol.identity import Partner, Registry
+from clients.protocol.encoding import parse_time
+from clients.protocol.identity import KeyRecord, Partner, Registry
 from clients.protocol.label import Scheme
 
 
@@ -68,21 +69,27 @@ class _Collector:
         except FileNotFoundError:
             self.problems.append(Problem(name, None, None, "file is missing"))
             return None
-        except (UnicodeDecodeError, PolicyError) as exc:
-            line = exc.line if isinstance(exc, PolicyError) else None
-            message = exc.message if isinstance(exc, PolicyError) else "not UTF-8 text"
-            self.problems.append(Problem(name, line, None, message))
+        except UnicodeDecodeError:
+            self.problems.append(Problem(name, None, None, "not UTF-8 text"))
+            return None
+        except PolicyError as exc:
+            self.problems.append(Problem(name, exc.line, exc.field, exc.problem))
             return None
         doc = _Doc(name, data, lines)
         errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
         for err in errors:
-            self.problems.append(doc.problem(tuple(err.absolute_path), _schema_message(err)))
+            at: FieldPath = tuple(err.absolute_path)
+            if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+                # Point at each unknown key itself, not at the object that holds it.
+                allowed = set(err.schema.get("properties", {}))
+                for key in sorted(set(err.instance) - allowed):
+                    self.problems.append(doc.problem((*at, str(key)), f"unknown field {key!r}"))
+                continue
+            self.problems.append(doc.problem(at, _schema_message(err)))
         return None if errors else doc
 
 
 def _schema_message(err: Any) -> str:
-    if err.validator == "additionalProperties":
-        return f"unknown field: {err.message}"
     if err.validator == "oneOf" and err.validator_value and isinstance(err.instance, list):
         return f"{err.instance!r} is not a valid value here"
     return str(err.message)
@@ -147,18 +154,45 @@ def _scheme(doc: _Doc) -> Scheme:
     )
 
 
-def _registry(doc: _Doc, c: _Collector) -> Registry | None:
-    partners = []
+def _registry(doc: _Doc, c: _Collector) -> Registry:
+    """The registry, with each problem at the key or id that causes it. A partner with a bad
+    key still counts as known, so agreements naming it report no spurious unknown partner."""
+    partners: list[Partner] = []
+    first_of_id: dict[str, int] = {}
+    first_of_kid: dict[str, str] = {}
     for i, entry in enumerate(doc.data["partners"]):
-        try:
-            partners.append(Partner.from_dict(entry, f"partners[{i}]"))
-        except IdentityError as exc:
-            c.problems.append(doc.problem(("partners", i), exc.message))
-    try:
-        return Registry(partners)
-    except IdentityError as exc:
-        c.problems.append(doc.problem(("partners",), exc.message))
-        return None
+        keys = []
+        for j, raw in enumerate(entry["keys"]):
+            where = f"partners[{i}].keys[{j}]"
+            try:
+                key = KeyRecord.from_dict(raw, where)
+            except IdentityError as exc:
+                field = (exc.details or {}).get("field")
+                path = ("partners", i, "keys", j, *((field,) if field else ()))
+                c.problems.append(doc.problem(path, exc.message))
+                continue
+            if key.kid in first_of_kid:
+                c.problems.append(
+                    doc.problem(
+                        ("partners", i, "keys", j, "kid"),
+                        f"duplicate key id {key.kid}, first used at {first_of_kid[key.kid]}",
+                    )
+                )
+                continue
+            first_of_kid[key.kid] = where
+            keys.append(key)
+        pid = entry["id"]
+        if pid in first_of_id:
+            c.problems.append(
+                doc.problem(
+                    ("partners", i, "id"),
+                    f"duplicate partner id {pid}, first at partners[{first_of_id[pid]}]",
+                )
+            )
+            continue
+        first_of_id[pid] = i
+        partners.append(Partner(pid, entry["name"], entry.get("status", "active"), tuple(keys)))
+    return Registry(partners)
 
 
 def _check_groups(doc: _Doc, scheme: Scheme, registry: Registry) -> Iterator[Problem]:
@@ -177,13 +211,14 @@ def _check_agreement(
     stem = Path(doc.file).stem
     if data["id"] != stem:
         yield doc.problem(("id",), f"id {data['id']!r} does not match the file name {stem!r}")
-    try:
-        agreement = Agreement.from_dict(data)
-    except ValueError as exc:  # a well-shaped but impossible date, such as month 13
-        yield doc.problem(("valid_from",), str(exc))
-    else:
-        if agreement.valid_from >= agreement.valid_until:
-            yield doc.problem(("valid_until",), "valid_until must be later than valid_from")
+    times = {}
+    for name in ("valid_from", "valid_until"):
+        try:
+            times[name] = parse_time(data[name])
+        except ValueError as exc:  # the right shape but an impossible date, such as month 13
+            yield doc.problem((name,), str(exc))
+    if len(times) == 2 and times["valid_from"] >= times["valid_until"]:
+        yield doc.problem(("valid_until",), "valid_until must be later than valid_from")
     if scheme is not None:
         yield from _check_levels(doc, scheme)
     for pid, terms in data["parties"].items():

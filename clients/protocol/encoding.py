@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import re
 import uuid
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.ASCII
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
 
 
@@ -77,11 +78,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 overflows to infinity
+        raise EncodingError(f"number {text} is out of range")
+    return value
+
+
 def strict_loads(data: bytes | str) -> Any:
-    """Parse JSON, refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    """Parse JSON, refusing duplicate keys, non-finite numbers and invalid UTF-8."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+        )
     except EncodingError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -105,7 +118,8 @@ def compact_json(value: Any) -> bytes:
 
 def parse_time(text: object) -> datetime:
     """Parse an RFC 3339 timestamp with an explicit offset; naive times are refused."""
-    if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+    # One spelling per instant: at most microseconds (what datetime keeps), and no "-00:00".
+    if not isinstance(text, str) or not _RFC3339.fullmatch(text) or text.endswith("-00:00"):
         raise EncodingError(f"{text!r} is not an RFC 3339 timestamp with a time zone")
     try:
         return datetime.fromisoformat(text)

@@ -154,7 +154,7 @@ def seal(
         now=now,
         suite=suite,
         content_type=content_type,
-        envelope_id=envelope_id or new_uuid7(now),
+        envelope_id=new_uuid7(now) if envelope_id is None else envelope_id,
         content_key=crypto.random_bytes(crypto.CONTENT_KEY_BYTES),
         nonce=crypto.random_bytes(crypto.NONCE_BYTES),
     )
@@ -275,6 +275,9 @@ def verify(
         raise EnvelopeError(str(exc)) from None
     except (LabelError, IdentityError, crypto.CryptoFailure, EncodingError) as exc:
         raise EnvelopeError(f"{type(exc).__name__}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # A shape no check above anticipated: still the one opaque error, never a crash.
+        raise EnvelopeError(f"malformed envelope ({type(exc).__name__}: {exc})") from None
 
 
 def _verify(
@@ -318,7 +321,7 @@ def _verify(
     _require(is_uuid7(raw["id"]), "header.id is not a UUIDv7")
     _require(raw["originator"] == signer, "header.originator is not the signer")
     suite = raw["suite"]
-    _require(suite in SUITE_SIGNATURES, "header.suite %r unknown", suite)
+    _require(isinstance(suite, str) and suite in SUITE_SIGNATURES, "header.suite %r unknown", suite)
     _require(algs == SUITE_SIGNATURES[suite], "signatures %s do not match %s", algs, suite)
     created = parse_time(raw["created"])
     _require(created <= now + max_skew, "header.created is in the future")
@@ -337,7 +340,8 @@ def _verify(
     for i, entry in enumerate(slots_raw):
         slot = _object(entry, _SLOT_FIELDS, "recipients[%d]", i)
         partner, kid = slot["partner"], slot["kid"]
-        _require(isinstance(partner, str) and partner not in seen, "recipients[%d]: duplicate", i)
+        _require(isinstance(partner, str), "recipients[%d]: partner is not a string", i)
+        _require(partner not in seen, "recipients[%d]: duplicate", i)
         seen.add(partner)
         owner = registry.key(kid) if isinstance(kid, str) else None
         _require(

@@ -79,19 +79,21 @@ def _time_field(obj: Mapping[str, Any], name: str, what: str) -> datetime:
     value = obj[name]
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise IdentityError(f"{what}.{name} must carry a time zone")
+            raise IdentityError(f"{what}.{name} must carry a time zone", details={"field": name})
         return value
     try:
         return parse_time(value)
     except EncodingError as exc:
-        raise IdentityError(f"{what}.{name}: {exc}") from exc
+        raise IdentityError(f"{what}.{name}: {exc}", details={"field": name}) from exc
 
 
 def _bytes_field(obj: Mapping[str, Any], name: str, what: str) -> bytes:
     try:
         return b64d(obj[name])
     except EncodingError as exc:
-        raise IdentityError(f"{what}.{name} must be unpadded base64url") from exc
+        raise IdentityError(
+            f"{what}.{name} must be unpadded base64url", details={"field": name}
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,27 +116,39 @@ class KeyRecord:
         entry = _only_fields(obj, _KEY_FIELDS, _KEY_FIELDS[:-1], what)
         kid = entry["kid"]
         if not isinstance(kid, str) or not KEY_ID.fullmatch(kid):
-            raise IdentityError(f"{what}.kid {kid!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}")
+            raise IdentityError(
+                f"{what}.kid {kid!r} must match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}",
+                details={"field": "kid"},
+            )
         alg = entry["alg"]
         if alg not in _USE_OF_ALG:
             raise IdentityError(
-                f"{what}.alg {alg!r} is not one of {', '.join(sorted(_USE_OF_ALG))}"
+                f"{what}.alg {alg!r} is not one of {', '.join(sorted(_USE_OF_ALG))}",
+                details={"field": "alg"},
             )
         use = entry["use"]
         if use != _USE_OF_ALG[alg]:
-            raise IdentityError(f"{what}.use must be {_USE_OF_ALG[alg]!r} for {alg}")
+            raise IdentityError(
+                f"{what}.use must be {_USE_OF_ALG[alg]!r} for {alg}", details={"field": "use"}
+            )
         public = _bytes_field(entry, "public", what)
         if len(public) != crypto.PUBLIC_KEY_BYTES[alg]:
             raise IdentityError(
-                f"{what}.public must be {crypto.PUBLIC_KEY_BYTES[alg]} bytes for {alg}"
+                f"{what}.public must be {crypto.PUBLIC_KEY_BYTES[alg]} bytes for {alg}",
+                details={"field": "public"},
             )
         not_before = _time_field(entry, "not_before", what)
         not_after = _time_field(entry, "not_after", what)
         if not not_before < not_after:
-            raise IdentityError(f"{what}: not_before must be earlier than not_after")
+            raise IdentityError(
+                f"{what}: not_before must be earlier than not_after",
+                details={"field": "not_after"},
+            )
         revoked = entry.get("revoked", False)
         if not isinstance(revoked, bool):
-            raise IdentityError(f"{what}.revoked must be true or false")
+            raise IdentityError(
+                f"{what}.revoked must be true or false", details={"field": "revoked"}
+            )
         return cls(kid, use, alg, public, not_before, not_after, revoked)
 
     def to_dict(self) -> dict[str, Any]:

@@ -71,6 +71,15 @@ class Label:
         expires: datetime | None = None,
     ) -> None:
         # Construction from Python goes through the same checks as parsing from the wire.
+        for name, value in (
+            ("releasable_to", releasable_to),
+            ("caveats", caveats),
+            ("topics", topics),
+        ):
+            if isinstance(value, str | bytes):
+                raise LabelError(f"label.{name} must be a list, not the string {value!r}")
+        if expires is not None and (not isinstance(expires, datetime) or expires.tzinfo is None):
+            raise LabelError("label.expires must be a datetime with a time zone")
         checked = Label.from_dict(
             _without_none(
                 {

@@ -51,27 +51,39 @@ SECONDS = timedelta(seconds=30)
 
 
 # Strategies are built once: building them inside a draw costs more than the engine itself.
+# Terms lean permissive, so that grants, and several grants for one pair, are common.
 LEVEL = st.sampled_from(LEVELS)
-MAYBE_LEVEL = st.none() | LEVEL
+MAYBE_LEVEL = st.sampled_from([None, None, *LEVELS])
+HIGH_LEVEL = st.sampled_from(["SECRET", "SECRET", *LEVELS])
+RARELY = st.sampled_from([False, False, False, True])
 PARTIES = st.lists(st.sampled_from(IDS), min_size=2, max_size=len(IDS), unique=True)
-PARTY = st.builds(Party, clearance=MAYBE_LEVEL, caveats=st.frozensets(st.sampled_from(CAVEATS)))
-SCOPE = st.none() | st.frozensets(st.sampled_from(TOPICS), min_size=1)
-OFFSET = st.sampled_from(OFFSETS)
+ACCREDITED = [
+    frozenset(CAVEATS),
+    frozenset(CAVEATS),
+    frozenset(),
+    *(frozenset({c}) for c in CAVEATS),
+]
+PARTY = st.builds(Party, clearance=MAYBE_LEVEL, caveats=st.sampled_from(ACCREDITED))
+SCOPE = st.none() | st.none() | st.frozensets(st.sampled_from(TOPICS), min_size=1)
+OFFSET = st.sampled_from([OFFSETS[0], *OFFSETS])  # in force at NOW more often than not
 LENGTH = st.sampled_from(OFFSETS[3:])  # one or three days, so valid_from < valid_until
 AGREEMENT_IDS = st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=4, unique=True)
 
 
 @st.composite
 def agreements(draw: st.DrawFn, aid: str) -> Agreement:
-    terms = {pid: draw(PARTY) for pid in draw(PARTIES)}
+    parties = draw(PARTIES)
+    if draw(RARELY):  # an open agreement grants any label between its parties
+        return f.agreement(aid, {p: Party(caveats=frozenset(CAVEATS)) for p in parties})
+    terms = {pid: draw(PARTY) for pid in parties}
     start = draw(OFFSET)
     return f.agreement(
         aid,
         terms,
-        ceiling=draw(LEVEL),
+        ceiling=draw(HIGH_LEVEL),
         topics=draw(SCOPE),
         require_pq_from=draw(MAYBE_LEVEL),
-        suspended=draw(st.booleans()),
+        suspended=draw(RARELY),
         valid_from=NOW + start,
         valid_until=NOW + start + draw(LENGTH),
     )
@@ -98,10 +110,10 @@ class Request:
 REL_TO = st.lists(st.sampled_from(REL_TO_NAMES), min_size=1, max_size=5, unique=True)
 LABEL_CAVEATS = st.lists(st.sampled_from(CAVEATS), max_size=2, unique=True)
 LABEL_TOPICS = st.lists(st.sampled_from(TOPICS), max_size=3, unique=True)
-EXPIRES = st.none() | st.sampled_from([NOW - timedelta(hours=1), NOW, NOW + SECONDS])
+EXPIRES = st.sampled_from([None, None, None, NOW - timedelta(hours=1), NOW, NOW + SECONDS])
 REQUESTS = st.builds(
     Request,
-    classification=LEVEL,
+    classification=st.sampled_from(["UNCLASSIFIED", "RESTRICTED", *LEVELS]),
     releasable_to=REL_TO.map(tuple),
     tlp=st.sampled_from(TLP_LEVELS),
     caveats=LABEL_CAVEATS.map(tuple),
@@ -109,7 +121,7 @@ REQUESTS = st.builds(
     expires=EXPIRES,
     originator=st.sampled_from(IDS),
     suite=st.sampled_from(["classic", "pq-hybrid"]),
-    recalled=st.booleans(),
+    recalled=RARELY,
 )
 
 

@@ -974,11 +974,6 @@ def test_every_failure_shows_the_same_opaque_message_and_keeps_its_reason_for_lo
         assert error.reason not in str(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: envelope._verify tests `suite in SUITE_SIGNATURES` on an unparsed value; an "
-    "unhashable suite (list/object) in a signed header raises TypeError, not EnvelopeError",
-)
 @pytest.mark.parametrize("suite", [["classic"], {"classic": 1}], ids=["list", "object"])
 def test_unhashable_suite_in_a_signed_header_is_refused(suite: object) -> None:
     env = _edit_header(_base(), lambda h: h.update(suite=suite), suite="classic")

@@ -97,21 +97,11 @@ def test_python_constructor_applies_the_same_checks_as_the_wire() -> None:
         Label("SECRET", ["USA"], "RED", topics=["apt", "apt"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Label.__init__ calls format_time() on a naive `expires` before any check, so it "
-    "raises EncodingError (not LabelError) with a message that does not name label.expires",
-)
 def test_python_constructor_refuses_a_naive_expiry_with_a_label_error() -> None:
     with pytest.raises(LabelError, match=r"label\.expires"):
         Label("SECRET", ["USA"], "AMBER", expires=datetime(2026, 7, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Label.__init__ turns any iterable into a list, so a bare string becomes its "
-    "characters: topics='apt' is accepted as ('a', 'p', 't'); from_dict refuses a string",
-)
 def test_python_constructor_refuses_a_bare_string_for_a_list_field() -> None:
     with pytest.raises(LabelError, match=r"label\.topics"):
         Label("SECRET", ["USA"], "AMBER", topics="apt")

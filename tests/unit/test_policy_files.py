@@ -329,38 +329,6 @@ CASES: list[tuple[str, Breaker]] = [
     ("missing_scheme_yaml", _missing_scheme),
 ]
 
-# Cases whose problem is reported, but not at the line and field of the broken value.
-IMPRECISE = {
-    "duplicate_partner_id": (
-        "BUG: load.py _registry reports Registry's duplicate-id IdentityError at ('partners',), "
-        "the start of the list, instead of the duplicate entry's id line and field"
-    ),
-    "duplicate_kid": (
-        "BUG: load.py _registry reports Registry's duplicate-kid IdentityError at "
-        "('partners',), the start of the list, instead of the duplicate kid's line and field"
-    ),
-    "duplicate_yaml_key": (
-        "BUG: load.py _Collector.read turns yamlfile's PolicyError into Problem(file, line, "
-        "None, ...), dropping its field"
-    ),
-    "unknown_field": (
-        "BUG: load.py reports additionalProperties errors at the parent object's path "
-        "(line 1, no field for a top-level key), not at the unknown key's line and name"
-    ),
-    "impossible_date_in_valid_until": (
-        "BUG: load.py _check_agreement reports any impossible date (e.g. month 13) at "
-        "('valid_from',), so a bad valid_until is blamed on valid_from's line and field"
-    ),
-    "public_key_bad_base64url": (
-        "BUG: load.py _registry reports Partner.from_dict's IdentityError at ('partners', i), "
-        "the partner entry's first line and field partners[i], not at keys[j].public"
-    ),
-    "public_key_wrong_length": (
-        "BUG: load.py _registry reports Partner.from_dict's IdentityError at ('partners', i), "
-        "the partner entry's first line and field partners[i], not at keys[j].public"
-    ),
-}
-
 
 def _expected(where: Where) -> tuple[str, int | None, str | None]:
     return (where.file, where.line, where.field or None)
@@ -396,16 +364,7 @@ def test_broken_policy_folder_is_refused_naming_the_file_and_the_problem(
 
 @pytest.mark.parametrize(
     "breaker",
-    [
-        pytest.param(
-            b,
-            id=name,
-            marks=[pytest.mark.xfail(strict=True, reason=IMPRECISE[name])]
-            if name in IMPRECISE
-            else [],
-        )
-        for name, b in CASES
-    ],
+    [pytest.param(b, id=name) for name, b in CASES],
 )
 def test_broken_policy_folder_problem_names_the_line_and_the_field(
     folder: Path, breaker: Breaker
@@ -423,14 +382,6 @@ def test_broken_policy_folder_problem_names_the_line_and_the_field(
         for name, b in CASES
         if name in ("duplicate_yaml_key", "invalid_yaml_syntax", "empty_agreement_file")
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: load.py _Collector.read copies PolicyError.message, which PolicyError.__init__ "
-        "already prefixed with 'file:line: ' (and suffixed with the field), so str(Problem) "
-        "repeats the location: 'a.yaml:14: a.yaml:14: duplicate key ...'"
-    ),
 )
 def test_yaml_errors_state_their_location_once(folder: Path, breaker: Breaker) -> None:
     where = breaker(folder)
@@ -467,13 +418,6 @@ def test_every_problem_in_every_file_is_reported_in_one_pass(folder: Path) -> No
         assert _expected(where) in found, [str(p) for p in problems]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: load.py _registry drops a whole partner when one of its keys is malformed, so "
-        "every group and agreement naming it also reports a spurious 'unknown partner'"
-    ),
-)
 def test_one_malformed_key_is_reported_once(folder: Path) -> None:
     _public_key_replaced(lambda old: old + "AB", "base64url")(folder)
     _, problems = check_policies(folder)

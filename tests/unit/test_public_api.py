@@ -19,7 +19,9 @@ def test_every_name_in_all_is_importable_and_nothing_public_is_left_out(module: 
     for name in exported:
         assert getattr(module, name) is not None
     public = {
-        n for n in vars(module) if not n.startswith("_") and not isinstance(getattr(module, n), type(ast))
+        n
+        for n in vars(module)
+        if not n.startswith("_") and not isinstance(getattr(module, n), type(ast))
     }
     assert public == exported
 
@@ -29,7 +31,8 @@ def test_every_error_descends_from_the_one_root() -> None:
     assert errors
     for error in errors:
         assert issubclass(error, clients.TearlineError)
-        assert isinstance(error.code, str) and error.code
+        assert isinstance(error.code, str)
+        assert error.code
 
 
 def _imports(path: Path) -> set[str]:
@@ -71,7 +74,11 @@ FORBIDDEN_IN_PURE_CODE = ("redis", "httpx", "fastapi", "starlette", "pathlib", "
 
 @pytest.mark.parametrize(
     "path",
-    [*_python_files("clients/protocol"), ROOT / "broker/policy/engine.py", ROOT / "broker/policy/agreement.py"],
+    [
+        *_python_files("clients/protocol"),
+        ROOT / "broker/policy/engine.py",
+        ROOT / "broker/policy/agreement.py",
+    ],
     ids=lambda p: str(p.relative_to(ROOT)),
 )
 def test_protocol_and_engine_modules_do_no_io(path: Path) -> None:
@@ -83,5 +90,12 @@ def test_protocol_and_engine_modules_do_no_io(path: Path) -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call)
     }
-    forbidden = {"open", "datetime.now", "datetime.utcnow", "time.time", "time.time_ns", "date.today"}
+    forbidden = {
+        "open",
+        "datetime.now",
+        "datetime.utcnow",
+        "time.time",
+        "time.time_ns",
+        "date.today",
+    }
     assert not calls & forbidden

@@ -65,7 +65,10 @@ def _seed(kid: str, size: int) -> bytes:
 def test_identity(partner: str, suite: Suite) -> Identity:
     algs = [("sig-1", crypto.ED25519, "sig"), ("enc-1", crypto.X25519, "enc")]
     if suite == "pq-hybrid":
-        algs += [("sig-pq-1", crypto.ML_DSA_65, "sig"), ("enc-pq-1", crypto.ML_KEM_768_X25519, "enc")]
+        algs += [
+            ("sig-pq-1", crypto.ML_DSA_65, "sig"),
+            ("enc-pq-1", crypto.ML_KEM_768_X25519, "enc"),
+        ]
     keys = []
     for suffix, alg, use in algs:
         kid = f"{partner}-{suffix}"

@@ -1,0 +1,34 @@
+# The Tearline broker. `docker compose up` runs it next to Redis (see docker-compose.yml);
+# without REDIS_URL it would try to start an embedded redis-server, which this image lacks.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed, unprivileged uid, so files it writes to volumes have a predictable owner.
+RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin tearline
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY clients ./clients
+COPY broker ./broker
+RUN pip install ".[broker]"
+
+# The example policy set, so the image runs on its own; compose mounts the operator's read-only
+# over it. data/ holds the broker's receipt-signing key: a named volume keeps it across restarts,
+# and it must exist here, owned by the user, for that volume to start with the right owner.
+COPY policies ./policies
+RUN mkdir -p /app/data && chown tearline:tearline /app/data
+
+USER tearline
+ENV TEARLINE_POLICIES_DIR=/app/policies \
+    TEARLINE_DATA_DIR=/app/data \
+    TEARLINE_PORT=8000
+EXPOSE 8000
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TEARLINE_PORT', '8000'), timeout=3)"]
+
+CMD ["tearline", "serve", "--host", "0.0.0.0"]
