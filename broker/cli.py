@@ -27,6 +27,7 @@ PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy fol
 def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
     app.command("serve")(serve)
+    app.command("demo")(demo)
 
 
 def _fail(message: str, exit_code: int) -> typer.Exit:
@@ -199,3 +200,23 @@ def _stop_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep keys, policies and data here (default: a temp dir).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Start a broker on an embedded Redis with five partner nodes and share one report:
+    who receives it, who does not and why, and a sender refused for over-sharing."""
+    from broker.demo import run_demo  # the demo pulls in the whole broker; load it on demand
+
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise _fail(f"--workdir {workdir} is not empty; the demo makes its own keys there", 2)
+    try:
+        outcome = run_demo(workdir, os.environ.get("REDIS_URL") or None, as_json)
+    except TearlineError as exc:
+        raise _fail(exc.message, 1) from None
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2))

@@ -39,11 +39,16 @@ Body = Annotated[bytes, Depends(read_body)]
 
 
 def target_uri(request: Request, public_url: str | None) -> str:
-    """The URI the partner signed: the public URL when behind a proxy, else what we received."""
+    """The URI the partner signed: the public URL when behind a proxy, else what we received.
+
+    Built from the raw path, because Starlette's ``request.url`` percent-decodes it and the
+    signature covers the bytes the client sent."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
     if public_url:
-        query = f"?{request.url.query}" if request.url.query else ""
-        return public_url.rstrip("/") + request.url.path + query
-    return str(request.url)
+        return public_url.rstrip("/") + path
+    return f"{request.url.scheme}://{request.url.netloc}{path}"
 
 
 async def authenticate(request: Request, state: State, body: Body) -> Authenticated:

@@ -143,6 +143,10 @@ def test_compose_validation_is_real(tmp_path: Path, before: str, after: str) -> 
     # The same check must fail on a broken copy, or a passing check above proves nothing.
     text = COMPOSE_FILE.read_text()
     assert before in text
+    intact = tmp_path / "intact" / "docker-compose.yml"
+    intact.parent.mkdir()
+    intact.write_text(text)
+    assert _compose_config(intact).returncode == 0, "the copy fails for another reason"
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(text.replace(before, after, 1))
     result = _compose_config(broken)

@@ -7,11 +7,15 @@ tests point PATH at folders built for the purpose, so the search logic runs for 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -201,3 +205,88 @@ def test_session_fixture_is_a_real_server(redis_server: EmbeddedRedis) -> None:
     client = redis.Redis.from_url(redis_server.url)
     assert client.info("server")["process_id"] == redis_server.pid
     client.close()
+
+
+# --- `tearline serve` on the embedded default ---------------------------------------------------
+
+_TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+
+
+def _serve_env() -> dict[str, str]:
+    # No REDIS_URL of any spelling: serve must start its own.
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"REDIS_URL", "TEARLINE_REDIS_URL"} and not k.startswith("TEARLINE_")
+    }
+
+
+def test_serve_refuses_an_invalid_policy_folder(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    result = subprocess.run(
+        [*_TEARLINE, "serve", "--policies", str(tmp_path / "policies"), "--data-dir", "d"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_serve_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "scheme.yaml" in result.stderr
+    assert "not serving" in result.stderr
+    assert not (tmp_path / "d").exists(), "nothing may start before the policy is checked"
+
+
+def test_serve_starts_embedded_redis_and_stops_it_last(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    args = [
+        "serve",
+        "--policies",
+        str(REPO / "policies"),
+        "--port",
+        str(port),
+        "--data-dir",
+        "data",
+    ]
+    with log.open("wb") as out:
+        serve = subprocess.Popen(
+            [*_TEARLINE, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=_serve_env(),
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        match = re.search(
+            r"embedded redis-server \(pid (\d+)\) at redis://127.0.0.1:(\d+)/0", log.read_text()
+        )
+        assert match, log.read_text()
+        redis_pid, redis_port = int(match[1]), int(match[2])
+        assert _alive(redis_pid)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert not _alive(redis_pid), "serve left its redis-server running"
+    assert not _port_open(redis_port)
+    redis_log = (tmp_path / "data" / "redis" / "redis-server.log").read_text()
+    # Stopped by serve's SHUTDOWN once uvicorn was done, not by a signal on the way down.
+    assert "User requested shutdown" in redis_log
+    assert "Received SIGTERM" not in redis_log
+    assert _aof_files(tmp_path / "data" / "redis")
+    assert (tmp_path / "data" / "broker.identity.json").is_file()
