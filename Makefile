@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench heavy clean
+.PHONY: install test lint bench heavy clean serve demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,5 +28,12 @@ bench: install
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_envelope.py
 
+# The broker on the embedded default: a supervised redis-server with AOF in data/redis.
+serve: install
+	$(BIN)/tearline serve
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+demo: install
+	$(BIN)/tearline demo

@@ -54,6 +54,10 @@ def write_keypair(identity: _Identity, out_dir: Path, name: str | None = None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     private_path = out_dir / f"{identity.partner}.identity.json"
     public_path = out_dir / f"{identity.partner}.public.yaml"
+    # Neither file is ever replaced: a key may be in use, its public half in a registry.
+    for path in (private_path, public_path):
+        if path.exists():
+            raise IdentityError(f"{path} already exists; refusing to overwrite a key")
     try:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
     except FileExistsError:
