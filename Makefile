@@ -27,6 +27,7 @@ heavy: install
 bench: install
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_envelope.py
+	$(BIN)/python bench/bench_ingest.py
 
 # The broker on the embedded default: a supervised redis-server with AOF in data/redis.
 serve: install

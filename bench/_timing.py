@@ -12,7 +12,9 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-def rate(fn: Callable[[], object], ops_per_call: int = 1, repeats: int = 5, min_s: float = 0.2) -> float:
+def rate(
+    fn: Callable[[], object], ops_per_call: int = 1, repeats: int = 5, min_s: float = 0.2
+) -> float:
     """Median operations per second over ``repeats`` runs of at least ``min_s`` seconds."""
     calls = 1
     while True:  # calibrate so one run lasts about min_s

@@ -66,7 +66,15 @@ class UnindexedPolicy(Policy):
         out = {}
         for pid in self.registry.ids:
             terms = tuple(
-                _Terms(a.id, a, rank(a.ceiling), rank(a.ceiling), a.parties[pid].caveats, a.topics, None)
+                _Terms(
+                    a.id,
+                    a,
+                    rank(a.ceiling),
+                    rank(a.ceiling),
+                    a.parties[pid].caveats,
+                    a.topics,
+                    None,
+                )
                 for a in self.agreements.values()
                 if originator in a.parties and pid in a.parties and pid != originator
             )
@@ -80,13 +88,17 @@ def main() -> None:
     rng = random.Random(7)
     label = Label("RESTRICTED", [f"P{i:04d}" for i in range(500)], "AMBER", topics=["apt"])
     rows = []
-    print(f"{'partners':>8} {'agreements':>10} {'decisions/s':>12} {'unindexed/s':>12} "
-          f"{'index gain':>10} {'vs 10 agreements':>17}")
+    print(
+        f"{'partners':>8} {'agreements':>10} {'decisions/s':>12} {'unindexed/s':>12} "
+        f"{'index gain':>10} {'vs 10 agreements':>17}"
+    )
     for partners in (10, 100, 500):
         first = 0.0
         for agreements in (10, 100, 1000):
             indexed = build(partners, agreements, rng)
-            unindexed = UnindexedPolicy(indexed.scheme, indexed.registry, indexed.agreements.values())
+            unindexed = UnindexedPolicy(
+                indexed.scheme, indexed.registry, indexed.agreements.values()
+            )
             originators = [f"P{i:04d}" for i in range(min(partners, 20))]
             for o in originators:  # warm the per-originator index, as a running broker has
                 indexed.decide(label, o, "classic", NOW)
@@ -108,8 +120,10 @@ def main() -> None:
                     "rate_vs_10_agreements": round(fast / first, 2),
                 }
             )
-            print(f"{partners:>8} {agreements:>10} {fast:>12,.0f} {slow:>12,.0f} "
-                  f"{fast / slow:>9.2f}x {fast / first:>17.2f}")
+            print(
+                f"{partners:>8} {agreements:>10} {fast:>12,.0f} {slow:>12,.0f} "
+                f"{fast / slow:>9.2f}x {fast / first:>17.2f}"
+            )
     print(f"written to {write('engine', rows)}")
 
 

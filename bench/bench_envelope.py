@@ -21,7 +21,10 @@ from clients.protocol.label import Label, Scheme
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SCHEME = Scheme("BENCH", ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET"))
-PAYLOAD = b'{"type":"bundle","id":"bundle--00000000-0000-4000-8000-000000000000","objects":[]}' + b" " * 1900
+PAYLOAD = (
+    b'{"type":"bundle","id":"bundle--00000000-0000-4000-8000-000000000000","objects":[]}'
+    + b" " * 1900
+)
 
 
 def main() -> None:
@@ -32,8 +35,10 @@ def main() -> None:
     origin = identities[ids[0]]
     label = Label("RESTRICTED", ids[1:], "AMBER", topics=["apt"])
     rows = []
-    print(f"{'suite':>9} {'recipients':>10} {'seal/s':>9} {'verify/s':>9} {'open/s':>9} "
-          f"{'bare sig verify/s':>17} {'verify/bare':>11} {'bytes':>7}")
+    print(
+        f"{'suite':>9} {'recipients':>10} {'seal/s':>9} {'verify/s':>9} {'open/s':>9} "
+        f"{'bare sig verify/s':>17} {'verify/bare':>11} {'bytes':>7}"
+    )
     suites: tuple[Suite, ...] = ("classic", "pq-hybrid")
     for suite in suites:
         for n in (1, 5, 20):
@@ -54,7 +59,9 @@ def main() -> None:
                 for key, sig in sigs:
                     key.verify(sig, message)
 
-            sealed = rate(lambda: seal(PAYLOAD, label, recipients, origin, now=NOW, suite=suite), min_s=min_s)
+            sealed = rate(
+                lambda: seal(PAYLOAD, label, recipients, origin, now=NOW, suite=suite), min_s=min_s
+            )
             verified = rate(lambda: verify(envelope, registry, SCHEME, now=NOW), min_s=min_s)
             opened = rate(lambda: open(envelope, reader, registry, SCHEME, now=NOW), min_s=min_s)
             base = rate(bare, min_s=min_s)
@@ -70,8 +77,10 @@ def main() -> None:
                     "envelope_bytes": len(envelope),
                 }
             )
-            print(f"{suite:>9} {n:>10} {sealed:>9,.0f} {verified:>9,.0f} {opened:>9,.0f} "
-                  f"{base:>17,.0f} {verified / base:>11.2f} {len(envelope):>7}")
+            print(
+                f"{suite:>9} {n:>10} {sealed:>9,.0f} {verified:>9,.0f} {opened:>9,.0f} "
+                f"{base:>17,.0f} {verified / base:>11.2f} {len(envelope):>7}"
+            )
     print(f"written to {write('envelope', rows)}")
 
 
