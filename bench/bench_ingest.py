@@ -2,8 +2,8 @@
 
 Per report: the request signature (RFC 9421), the envelope verification, the engine, the one
 Lua round trip that stores everything, and the receipt signature, 16 reports in flight.
-Baseline, in the same run: a bare XADD through the same client, 16 in flight (the floor DESIGN §10 compares against). HTTP parsing is
-not included; these are the broker's own costs.
+Baseline, in the same run: a bare XADD through the same client, 16 in flight (the floor that
+DESIGN §10 compares against). HTTP parsing is not included: these are the broker's own costs.
 
     python bench/bench_ingest.py [--quick]
 """
