@@ -1,4 +1,5 @@
-"""Tearline's partner SDK: seal, verify and open reports; read identities; the error tree."""
+"""Tearline's partner SDK: ``AsyncPartner`` and ``Partner`` talk to a broker; ``seal``,
+``verify`` and ``open`` work on envelopes offline; every error descends from ``TearlineError``."""
 
 from clients.errors import (
     AuthenticationError,
@@ -18,14 +19,19 @@ from clients.errors import (
     UnavailableError,
 )
 from clients.keyfile import Identity
+from clients.partner import AsyncPartner, Directory, PreviewDecision, Report
 from clients.protocol.envelope import OpenedReport, VerifiedEnvelope, open, seal, verify
 from clients.protocol.identity import KeyRecord, Registry
 from clients.protocol.label import Label, Scheme
+from clients.protocol.receipt import Receipt
+from clients.sync import Partner
 
 __all__ = [
+    "AsyncPartner",
     "AuthenticationError",
     "ConflictError",
     "DeniedError",
+    "Directory",
     "EnvelopeError",
     "Identity",
     "IdentityError",
@@ -36,9 +42,13 @@ __all__ = [
     "LabelError",
     "NotFoundError",
     "OpenedReport",
+    "Partner",
     "PolicyError",
+    "PreviewDecision",
     "RateLimitedError",
+    "Receipt",
     "Registry",
+    "Report",
     "Scheme",
     "TearlineError",
     "TooLargeError",
