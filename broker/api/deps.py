@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 
+from broker.api.errors import RequestShapeError
 from broker.auth import Authenticated, remember_nonce, verify_request
 from broker.state import BrokerState
 from clients.errors import TooLargeError, UnavailableError
@@ -66,3 +68,31 @@ async def authenticate(request: Request, state: State, body: Body) -> Authentica
 
 
 Caller = Annotated[Authenticated, Depends(authenticate)]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(model: type[M], body: bytes) -> M:
+    """Parse a JSON body after the caller is authenticated, so an unsigned request is a 401
+    whatever it carries. Shape errors are 422, in the same form as FastAPI's own."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in ("body", *e["loc"])), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise RequestShapeError(
+            "the request does not match the API's schema", details=details
+        ) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a body parsed by :func:`json_body`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }

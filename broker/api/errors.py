@@ -25,11 +25,19 @@ from clients.errors import (
 
 log = logging.getLogger("tearline.broker")
 
+
+class RequestShapeError(InputError):
+    """A well-formed request whose JSON does not match the endpoint's schema (HTTP 422)."""
+
+    code = "invalid_request"
+
+
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: list[tuple[type[TearlineError], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (TooLargeError, 413),
+    (RequestShapeError, 422),
     (InputError, 400),
     (AuthenticationError, 401),
     (RateLimitedError, 429),

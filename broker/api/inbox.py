@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from broker.api.deps import Caller, State
+from broker.api.deps import Body, Caller, State, body_schema, json_body
+from broker.api.errors import RequestShapeError
 from broker.api.reports import errors
 from broker.delivery import next_batch
 from broker.metrics import DELIVERIES
@@ -18,6 +19,18 @@ from broker.metrics import DELIVERIES
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
 ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
+_U64_MAX = (1 << 64) - 1
+
+
+def _stream_id(value: str) -> str:
+    """Redis stream ids are two unsigned 64-bit numbers; the pattern alone admits larger."""
+    ms, _, seq = value.partition("-")
+    if int(ms) > _U64_MAX or int(seq) > _U64_MAX:
+        raise ValueError(f"{value} is not a stream entry id (each part must fit in 64 bits)")
+    return value
+
+
+EntryId = Annotated[str, Field(pattern=ENTRY_ID), AfterValidator(_stream_id)]
 CONSUMER = r"^[A-Za-z0-9._-]{1,64}$"
 ConsumerQuery = Annotated[
     str,
@@ -63,6 +76,12 @@ async def stream(
     consumer: ConsumerQuery = "default",
     last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
 ) -> EventSourceResponse:
+    if last_event_id is not None:
+        try:
+            _stream_id(last_event_id)
+        except ValueError as exc:
+            raise RequestShapeError(str(exc), details=[{"field": "header.last-event-id"}]) from None
+
     async def events() -> AsyncIterator[ServerSentEvent]:
         after = last_event_id
         while not await request.is_disconnected():
@@ -85,7 +104,7 @@ async def stream(
 
 
 class AckRequest(BaseModel):
-    ids: list[Annotated[str, Field(pattern=ENTRY_ID)]] = Field(min_length=1, max_length=1000)
+    ids: list[EntryId] = Field(min_length=1, max_length=1000)
 
 
 class AckResponse(BaseModel):
@@ -93,7 +112,11 @@ class AckResponse(BaseModel):
 
 
 @router.post(
-    "/ack", summary="Acknowledge entries of the caller's inbox", responses=errors(401, 422)
+    "/ack",
+    summary="Acknowledge entries of the caller's inbox",
+    responses=errors(401, 413, 422),
+    openapi_extra=body_schema(AckRequest),
 )
-async def ack(request: AckRequest, state: State, caller: Caller) -> AckResponse:
+async def ack(state: State, caller: Caller, body: Body) -> AckResponse:
+    request = json_body(AckRequest, body)
     return AckResponse(acked=await state.store.ack(caller.partner, request.ids))

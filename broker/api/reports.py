@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from broker.api.deps import Body, Caller, State
+from broker.api.deps import Body, Caller, State, body_schema, json_body
 from broker.ingest import accept_report
 from broker.metrics import REPORTS
 from clients.errors import TearlineError
@@ -145,9 +145,11 @@ class PreviewResponse(BaseModel):
 @router.post(
     "/releasability/preview",
     summary="Who would receive a report with this label, and why not the others",
-    responses=errors(400, 401, 422, 503),
+    responses=errors(400, 401, 413, 422, 503),
+    openapi_extra=body_schema(PreviewRequest),
 )
-async def preview(request: PreviewRequest, state: State, caller: Caller) -> PreviewResponse:
+async def preview(state: State, caller: Caller, body: Body) -> PreviewResponse:
+    request = json_body(PreviewRequest, body)
     now = state.clock()
     policy = state.policy
     label = Label.from_dict(request.label)
