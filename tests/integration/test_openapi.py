@@ -7,11 +7,10 @@ import secrets
 import time
 from typing import Any
 
-import pytest
 import requests
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from clients.httpsig import sign_request, signing_key_of
 from tests.factories import NOW
