@@ -7,7 +7,6 @@ will never be deliverable under the policy that refused it) and recorded in the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -53,6 +52,9 @@ async def next_batch(
     """
     store = state.store
     deadline = time.monotonic() + wait_s
+    # Block in slices, so an entry whose visibility timeout runs out during a long wait is
+    # claimed within a quarter of that timeout rather than after the whole wait.
+    slice_ms = max(100, state.settings.visibility_timeout_ms // 4)
     while True:
         entries: list[InboxEntry] = []
         if after is not None:
@@ -69,14 +71,13 @@ async def next_batch(
             )
         if len(entries) < limit:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            block = remaining_ms if not entries and remaining_ms > 0 else None
+            block = min(remaining_ms, slice_ms) if not entries and remaining_ms > 0 else None
             entries += await store.read_inbox(
                 partner, consumer, count=limit - len(entries), block_ms=block
             )
         delivered = await _deliverable(state, partner, entries)
         if delivered or time.monotonic() >= deadline:
             return delivered
-        await asyncio.sleep(0)  # everything read was withheld: wait again for the rest
 
 
 async def _deliverable(

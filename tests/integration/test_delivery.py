@@ -10,6 +10,7 @@ ended agreement stops reports that were already queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import secrets
@@ -19,7 +20,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import redis
 from httpx_sse import EventSource, ServerSentEvent
 
 from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
@@ -27,7 +27,7 @@ from clients import AuthenticationError, Label
 from clients.httpsig import sign_request, signing_key_of
 from clients.keyfile import Identity
 from clients.partner import AsyncPartner, Report
-from clients.protocol.encoding import format_time
+from clients.protocol.encoding import b64e, format_time
 from clients.protocol.envelope import seal
 from clients.protocol.identity import KeyRecord
 from clients.sync import Partner
@@ -48,6 +48,12 @@ HEARTBEAT_S = 1.0
 MAX_DELIVERIES = 3
 
 
+def redis_of(broker: RunningBroker) -> Any:
+    """The broker's Redis, synchronously. Typed ``Any`` as in ``broker.store``: redis-py types
+    replies as unions that ignore ``decode_responses``, and these are always bytes."""
+    return broker.redis()
+
+
 # --- helpers --------------------------------------------------------------------------------
 
 
@@ -64,6 +70,15 @@ async def eventually(
         if loop.time() > deadline:
             pytest.fail(f"condition not reached within {bound_s} s; last value: {value!r}")
         await asyncio.sleep(0.05)
+
+
+async def until(check: Callable[[], T], done: Callable[[T], bool] = bool) -> T:
+    """:func:`eventually` for a probe that does not need to await."""
+
+    async def probe() -> T:
+        return check()
+
+    return await eventually(probe, done)
 
 
 def signed_request(
@@ -123,10 +138,8 @@ async def stream_reports(
 
 async def stop(task: asyncio.Task[Any]) -> None:
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
 
 
 async def first_of(stream: AsyncIterator[Report]) -> Report:
@@ -137,16 +150,16 @@ def report_ids(events: list[ServerSentEvent]) -> list[str]:
     return [json.loads(e.data)["report_id"] for e in events]
 
 
-def inbox_report_ids(r: redis.Redis, partner: str) -> list[str]:
+def inbox_report_ids(r: Any, partner: str) -> list[str]:
     """What is in ``partner``'s inbox stream, read straight from Redis."""
     return [fields[b"report"].decode() for _, fields in r.xrange(inbox_key(partner))]
 
 
-def pending_count(r: redis.Redis, partner: str) -> int:
+def pending_count(r: Any, partner: str) -> int:
     return int(r.xpending(inbox_key(partner), GROUP)["pending"])
 
 
-def audit_events(r: redis.Redis, event: str, report_id: str) -> list[dict[str, Any]]:
+def audit_events(r: Any, event: str, report_id: str) -> list[dict[str, Any]]:
     return [
         json.loads(fields[b"data"])
         for _, fields in r.xrange(AUDIT_KEY)
@@ -154,7 +167,7 @@ def audit_events(r: redis.Redis, event: str, report_id: str) -> list[dict[str, A
     ]
 
 
-def inbox_lengths(r: redis.Redis) -> dict[str, int]:
+def inbox_lengths(r: Any) -> dict[str, int]:
     return {p: int(r.xlen(inbox_key(p))) for p in PARTNERS}
 
 
@@ -166,39 +179,44 @@ def enc_keys(decisions: Mapping[str, Any]) -> list[tuple[str, KeyRecord]]:
 
 
 @pytest.mark.parametrize(
-    ("originator", "label", "suite"),
+    ("originator", "label", "suite", "expected"),
     [
-        pytest.param("GBR", BALTIC, "classic", id="restricted-ransomware-to-usa-and-baltic"),
+        pytest.param(
+            "GBR", BALTIC, "classic", {"EST", "FIN", "USA"}, id="restricted-to-usa-and-baltic"
+        ),
         pytest.param(
             "GBR",
             Label("CONFIDENTIAL", ["USA", "BALTIC"], "AMBER", topics=["apt"]),
             "classic",
+            {"EST", "USA"},
             id="confidential-above-fin-clearance",
         ),
-        pytest.param("GBR", USA_ONLY, "classic", id="secret-above-baltic-ceiling"),
+        pytest.param("GBR", USA_ONLY, "classic", {"USA"}, id="secret-above-baltic-ceiling"),
         pytest.param(
             "GBR",
             Label("RESTRICTED", ["USA", "BALTIC"], "GREEN", topics=["phishing"]),
             "classic",
+            {"USA"},
             id="topic-outside-baltic-scope",
         ),
-        pytest.param("GBR", BALTIC, "pq-hybrid", id="pq-hybrid-fin-has-no-pq-key"),
+        pytest.param("GBR", BALTIC, "pq-hybrid", {"EST", "USA"}, id="pq-hybrid-fin-has-no-pq-key"),
         pytest.param(
             "EST",
             Label("RESTRICTED", ["GBR", "FIN", "USA"], "AMBER", topics=["apt"]),
             "classic",
+            {"FIN", "GBR"},
             id="from-est-usa-has-no-agreement",
         ),
     ],
 )
 async def test_preview_grants_are_exactly_the_partners_whose_inbox_gets_the_report(
-    broker: RunningBroker, originator: str, label: Label, suite: str
+    broker: RunningBroker, originator: str, label: Label, suite: str, expected: set[str]
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     async with AsyncPartner(broker.url, me(originator)) as sender:
         decisions = await sender.preview(label, suite=suite)
         granted = {pid for pid, d in decisions.items() if d.granted}
-        assert granted, "each case must grant someone"
+        assert granted == expected
         assert set(decisions) == set(PARTNERS)
         receipt = await sender.publish(BUNDLE, label, suite=suite)
 
@@ -220,7 +238,7 @@ async def test_preview_grants_are_exactly_the_partners_whose_inbox_gets_the_repo
 async def test_reposting_the_same_envelope_bytes_returns_the_identical_receipt_and_adds_nothing(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     gbr = me("GBR")
     async with AsyncPartner(broker.url, gbr) as node:
         envelope = seal(
@@ -249,7 +267,7 @@ async def test_reposting_the_same_envelope_bytes_returns_the_identical_receipt_a
 async def test_reposting_an_id_with_other_bytes_is_a_409_id_conflict_and_changes_nothing(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     gbr = me("GBR")
     async with AsyncPartner(broker.url, gbr) as node:
         receipt = await node.publish(BUNDLE, BALTIC)
@@ -273,6 +291,30 @@ async def test_reposting_an_id_with_other_bytes_is_a_409_id_conflict_and_changes
     assert response.json()["error"]["code"] == "id_conflict"
     assert r.hget(report_key(receipt.id), "envelope") == original
     assert (inbox_lengths(r), r.xlen(AUDIT_KEY), sorted(r.scan_iter("tl:report:*"))) == stored
+
+
+async def test_an_identical_repost_after_a_policy_change_still_returns_the_original_receipt(
+    broker: RunningBroker,
+) -> None:
+    gbr = me("GBR")
+    async with AsyncPartner(broker.url, gbr) as node:
+        envelope = seal(
+            json.dumps(BUNDLE).encode(),
+            BALTIC,
+            enc_keys(await node.preview(BALTIC)),
+            gbr,
+            now=datetime.now(UTC),
+        )
+    async with httpx.AsyncClient(timeout=BOUND_S) as client:
+        url = f"{broker.url}/v1/reports"
+        first = await client.send(signed_request(client, gbr, "POST", url, envelope))
+        assert first.status_code == 201
+        broker.change_policies(suspended=("EST",))  # EST has a slot in the accepted report
+
+        retry = await client.send(signed_request(client, gbr, "POST", url, envelope))
+
+    assert retry.status_code == 201, retry.text
+    assert retry.content == first.content
 
 
 # --- SSE ------------------------------------------------------------------------------------
@@ -307,7 +349,7 @@ async def test_sse_delivers_to_an_entitled_partner_and_nothing_to_a_non_entitled
             await stop(usa_first)
             await usa_stream.aclose()  # type: ignore[attr-defined]
             await deu_stream.aclose()  # type: ignore[attr-defined]
-    assert inbox_report_ids(broker.redis(), "DEU") == []
+    assert inbox_report_ids(redis_of(broker), "DEU") == []
 
 
 async def test_sse_resume_with_last_event_id_returns_the_unacked_entries_after_that_id(
@@ -329,16 +371,12 @@ async def test_sse_resume_with_last_event_id_returns_the_unacked_entries_after_t
         stream_reports(broker, me("USA"), events, consumer="w1", last_event_id=entry_ids[0])
     )
     try:
-        await eventually(lambda: _now(len(events)), lambda n: n >= 2 or reader.done())
+        await until(lambda: len(events), lambda n: n >= 2 or reader.done())
     finally:
         await stop(reader)
 
     assert [e.id for e in events[:2]] == entry_ids[1:]
     assert report_ids(events[:2]) == [rec.id for rec in receipts[1:]]
-
-
-async def _now(value: T) -> T:
-    return value
 
 
 # --- redelivery, dead letters, acks ---------------------------------------------------------
@@ -347,7 +385,7 @@ async def _now(value: T) -> T:
 async def test_an_unacked_entry_is_redelivered_after_the_visibility_timeout(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
@@ -362,10 +400,23 @@ async def test_an_unacked_entry_is_redelivered_after_the_visibility_timeout(
     assert pending["times_delivered"] == 2
 
 
+async def test_a_long_poll_returns_an_entry_whose_visibility_timeout_expires_while_it_waits(
+    broker: RunningBroker,
+) -> None:
+    async with (
+        AsyncPartner(broker.url, me("GBR")) as gbr,
+        AsyncPartner(broker.url, me("USA")) as usa,
+    ):
+        receipt = await gbr.publish(BUNDLE, USA_ONLY)
+        (first,) = await usa.inbox()  # not acknowledged
+        again = await usa.inbox(wait_s=3 * VISIBILITY_S)
+    assert [(rep.id, rep.entry_id) for rep in again] == [(receipt.id, first.entry_id)]
+
+
 async def test_an_entry_delivered_max_deliveries_times_without_ack_goes_to_the_dead_letters(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     seen: list[str] = []
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
@@ -390,7 +441,7 @@ async def test_an_entry_delivered_max_deliveries_times_without_ack_goes_to_the_d
 
 
 async def test_ack_removes_the_entry_from_pending(broker: RunningBroker) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
@@ -413,20 +464,18 @@ async def test_ack_removes_the_entry_from_pending(broker: RunningBroker) -> None
 async def test_suspending_a_recipient_after_posting_stops_delivery_and_is_audited(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     events: list[ServerSentEvent] = []
     # USA's subscription is live before and after the suspension.
     reader = asyncio.create_task(stream_reports(broker, me("USA"), events, consumer="live"))
     try:
         async with AsyncPartner(broker.url, me("GBR")) as gbr:
             receipt = await gbr.publish(BUNDLE, BALTIC)
-        await eventually(lambda: _now(report_ids(events)), lambda ids: receipt.id in ids)
+        await until(lambda: report_ids(events), lambda ids: receipt.id in ids)
         # Not acknowledged: USA's copy is still queued for redelivery when USA is suspended.
         broker.change_policies(suspended=("USA",))
 
-        withheld = await eventually(
-            lambda: _now(audit_events(r, "withheld", receipt.id)), bool, bound_s=BOUND_S
-        )
+        withheld = await until(lambda: audit_events(r, "withheld", receipt.id))
         delivered = report_ids(events).count(receipt.id)
         assert withheld == [{"partner": "USA", "reason": "PARTNER_SUSPENDED"}]
         assert pending_count(r, "USA") == 0
@@ -448,7 +497,7 @@ async def test_suspending_a_recipient_after_posting_stops_delivery_and_is_audite
 async def test_ending_an_agreement_after_posting_stops_delivery_of_queued_reports(
     broker: RunningBroker,
 ) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
         receipt = await gbr.publish(BUNDLE, BALTIC)
     assert receipt.id in inbox_report_ids(r, "USA")
@@ -471,7 +520,7 @@ async def test_ending_an_agreement_after_posting_stops_delivery_of_queued_report
 
 
 def test_the_sync_partner_publishes_receives_and_acks(broker: RunningBroker) -> None:
-    r = broker.redis()
+    r = redis_of(broker)
     with Partner(broker.url, me("GBR")) as gbr, Partner(broker.url, me("EST")) as est:
         receipt = gbr.publish(BUNDLE, BALTIC)
         reports = est.inbox(wait_s=2)
@@ -520,7 +569,7 @@ async def test_partners_lists_public_keys_and_no_private_fields(broker: RunningB
     text = response.text
     for pid in PARTNERS:
         for key in me(pid).keys:
-            assert _b64(key.private) not in text
+            assert b64e(key.private) not in text
 
 
 def _all_keys(value: Any) -> set[str]:
@@ -529,9 +578,3 @@ def _all_keys(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_all_keys(v) for v in value))
     return set()
-
-
-def _b64(raw: bytes) -> str:
-    from clients.protocol.encoding import b64e
-
-    return b64e(raw)
