@@ -39,7 +39,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from clients.errors import AuthenticationError, UnavailableError
-from clients.httpsig import ALGORITHM_ID, Ed25519Algorithm
+from clients.httpsig import ALGORITHM_ID, Ed25519Algorithm, RequestView
 from clients.protocol import crypto
 from clients.protocol.encoding import format_time
 from clients.protocol.identity import Registry
@@ -152,13 +152,6 @@ class _Verifier(HTTPMessageVerifier):
             raise _refuse("stale_signature", "the signature has expired")
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    url: str
-    headers: Mapping[str, str]
-
-
 def verify_request(
     method: str,
     url: str,
@@ -188,7 +181,7 @@ def verify_request(
     verifier = _Verifier(resolver, now.timestamp(), replay_window_s, bool(body))
     try:
         # max_age=None: the age is checked by _Verifier against `now`, not the library's clock.
-        (result,) = verifier.verify(_Request(method, url, headers), max_age=None)
+        (result,) = verifier.verify(RequestView(method, url, dict(headers)), max_age=None)
     except AuthenticationError:
         raise
     except InvalidSignature as exc:

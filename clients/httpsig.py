@@ -89,7 +89,7 @@ class _OneKey(HTTPSignatureKeyResolver):
 
 
 @dataclass(slots=True)
-class _Request:
+class RequestView:
     """The request view the library reads: method, absolute URL, headers it may add to."""
 
     method: str
@@ -123,7 +123,7 @@ def sign_request(
         key = crypto.SigningKey(crypto.ED25519, private_key)
     except crypto.CryptoFailure as exc:
         raise IdentityError(f"request signing key {key_id!r}: {exc}") from exc
-    request = _Request(
+    request = RequestView(
         method, url, {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS}
     )
     signer = HTTPMessageSigner(

@@ -113,6 +113,14 @@ def compact_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+# --- signatures ---------------------------------------------------------------------------
+
+
+def dsse_pae(payload_type: bytes, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what a signature over ``body`` really covers."""
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(body), body)
+
+
 # --- time -----------------------------------------------------------------------------------
 
 

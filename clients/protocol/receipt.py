@@ -11,13 +11,13 @@ from typing import Any, Final
 
 from clients.errors import EnvelopeError
 from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, b64d, b64e, canonical_json
+from clients.protocol.encoding import EncodingError, b64d, b64e, canonical_json, dsse_pae
 
 RECEIPT_TYPE: Final = b"application/vnd.tearline.receipt+json;version=1"
 
 
 def _pae(body: bytes) -> bytes:
-    return b"DSSEv1 %d %s %d %s" % (len(RECEIPT_TYPE), RECEIPT_TYPE, len(body), body)
+    return dsse_pae(RECEIPT_TYPE, body)
 
 
 @dataclass(frozen=True, slots=True)
