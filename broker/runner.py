@@ -60,4 +60,14 @@ def broker_in_thread(app: FastAPI, port: int | None = None) -> Iterator[Threaded
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        # Tasks that outlived the server (an SSE stream's watcher) end here, not in a warning.
+        pending = asyncio.all_tasks(loop)
+        if pending:
+            loop.run_until_complete(_cancel(pending))
         loop.close()
+
+
+async def _cancel(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -85,6 +85,9 @@ async def stream(
     async def events() -> AsyncIterator[ServerSentEvent]:
         after = last_event_id
         while not await request.is_disconnected():
+            partner = state.policy.registry.get(caller.partner)
+            if partner is None or not partner.active:
+                return  # suspended or removed since the stream opened: close it
             batch = await next_batch(
                 state,
                 caller.partner,
