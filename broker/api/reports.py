@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from broker.api.deps import Body, Caller, State, body_schema, json_body
+from broker.api.deps import (
+    Body,
+    Caller,
+    State,
+    authenticate,
+    body_schema,
+    get_state,
+    json_body,
+    read_body,
+)
 from broker.ingest import accept_report
 from broker.metrics import REPORTS
 from clients.errors import TearlineError
@@ -104,7 +113,12 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     },
     response_class=Response,
 )
-async def post_report(state: State, caller: Caller, body: Body) -> Response:
+async def post_report(request: Request) -> Response:
+    # The hot path: the same steps as the State, Body and Caller dependencies, called directly,
+    # because FastAPI's dependency resolution cost a sixth of this endpoint's CPU (py-spy).
+    state = await get_state(request)
+    body = await read_body(request, state)
+    caller = await authenticate(request, state, body)
     try:
         receipt, replayed = await accept_report(state, caller.partner, body)
     except TearlineError as exc:
