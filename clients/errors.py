@@ -21,7 +21,7 @@ Every error carries a stable, machine-readable ``code`` and a sentence a person 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 
 class TearlineError(Exception):
@@ -122,3 +122,25 @@ class UnavailableError(TransportError):
 
 class InternalError(TearlineError):
     code = "internal_error"
+
+
+#: Each error class's HTTP status, most specific first. The broker answers an error with the
+#: status of the first class it is an instance of; the SDK raises the first class listed for a
+#: status it receives. One table, so the two sides cannot drift apart.
+HTTP_STATUS: Final[tuple[tuple[type[TearlineError], int], ...]] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (TooLargeError, 413),
+    (InputError, 400),
+    (AuthenticationError, 401),
+    (RateLimitedError, 429),
+    (DeniedError, 403),
+    (UnavailableError, 503),
+    (InternalError, 500),
+)
+
+
+def error_for_status(status: int) -> type[TearlineError]:
+    if status == 422:  # the request's JSON did not match the API schema
+        return InputError
+    return next((cls for cls, code in HTTP_STATUS if code == status), InternalError)

@@ -20,18 +20,10 @@ import httpx
 from httpx_sse import EventSource
 
 from clients.errors import (
-    AuthenticationError,
-    ConflictError,
     DeniedError,
     EnvelopeError,
-    InputError,
-    InternalError,
-    NotFoundError,
-    RateLimitedError,
-    TearlineError,
-    TooLargeError,
     TransportError,
-    UnavailableError,
+    error_for_status,
 )
 from clients.httpsig import sign_request, signing_key_of
 from clients.protocol.encoding import b64d
@@ -41,18 +33,6 @@ from clients.protocol.label import Label, Scheme
 from clients.protocol.receipt import Receipt, verify_receipt
 
 log = logging.getLogger("tearline.client")
-
-_ERRORS: Mapping[int, type[TearlineError]] = {
-    400: InputError,
-    401: AuthenticationError,
-    403: DeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    413: TooLargeError,
-    422: InputError,
-    429: RateLimitedError,
-    503: UnavailableError,
-}
 
 
 def _utc_now() -> datetime:
@@ -362,5 +342,4 @@ def _raise_for_error(response: httpx.Response) -> None:
         code, message, details = error["code"], error["message"], error.get("details")
     except Exception:
         code, message, details = "http_error", f"HTTP {response.status_code}", None
-    cls = _ERRORS.get(response.status_code, InternalError)
-    raise cls(message, code=code, details=details)
+    raise error_for_status(response.status_code)(message, code=code, details=details)

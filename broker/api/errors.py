@@ -9,19 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clients.errors import (
-    AuthenticationError,
-    ConflictError,
-    DeniedError,
-    EnvelopeError,
-    InputError,
-    InternalError,
-    NotFoundError,
-    RateLimitedError,
-    TearlineError,
-    TooLargeError,
-    UnavailableError,
-)
+from clients.errors import HTTP_STATUS, EnvelopeError, InputError, TearlineError
 
 log = logging.getLogger("tearline.broker")
 
@@ -33,18 +21,7 @@ class RequestShapeError(InputError):
 
 
 # Most specific first: the first class an error is an instance of decides its status.
-STATUS: list[tuple[type[TearlineError], int]] = [
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (TooLargeError, 413),
-    (RequestShapeError, 422),
-    (InputError, 400),
-    (AuthenticationError, 401),
-    (RateLimitedError, 429),
-    (DeniedError, 403),
-    (UnavailableError, 503),
-    (InternalError, 500),
-]
+STATUS: list[tuple[type[TearlineError], int]] = [(RequestShapeError, 422), *HTTP_STATUS]
 
 
 def error_body(code: str, message: str, details: object = None) -> dict[str, object]:
