@@ -23,16 +23,18 @@ class Delivered:
     entry_id: str
     report_id: str
     originator: str
-    envelope: bytes
+    envelope: bytes | None  # None for a recall notice
     deliveries: int
+    kind: str = "report"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "entry_id": self.entry_id,
+            "kind": self.kind,
             "report_id": self.report_id,
             "originator": self.originator,
             "deliveries": self.deliveries,
-            "envelope": self.envelope.decode(),
+            "envelope": None if self.envelope is None else self.envelope.decode(),
         }
 
 
@@ -94,6 +96,10 @@ async def _deliverable(
         deliveries = counts.get(entry.entry_id, 1)
         if deliveries > state.settings.max_deliveries:
             await store.dead_letter(partner, entry, f"delivered {deliveries - 1} times without ack")
+            continue
+        if entry.kind == "recall":
+            out.append(Delivered(entry.entry_id, entry.report_id, entry.originator, None,
+                                 deliveries, "recall"))  # fmt: skip
             continue
         facts = await store.report_facts(entry.report_id)
         if facts is None:  # expired under retention: nothing left to deliver

@@ -23,6 +23,7 @@ from broker.runner import broker_in_thread
 from broker.settings import Settings
 from clients.errors import DeniedError
 from clients.keyfile import Identity, generate, write_keypair
+from clients.partner import Report
 from clients.protocol.envelope import seal
 from clients.protocol.label import Label
 from clients.sync import Partner
@@ -153,6 +154,7 @@ def run_demo(workdir: Path | None, redis_url: str | None, as_json: bool) -> dict
             what = ", ".join(
                 f"{r.id[:8]}… from {r.originator}: {r.json()['objects'][0]['name']}"
                 for r in reports
+                if isinstance(r, Report)
             )
             table.add_row(pid, f"[green]{what}" if reports else "[dim]nothing")
         console.print(table)

@@ -55,6 +55,48 @@ return {'created', ARGV[5], joined, ARGV[8]}
 """
 
 
+_RECALL_LUA: Final = """
+-- KEYS[1] report hash, KEYS[2] audit stream, KEYS[3..] the recipients' inboxes
+-- ARGV: id, originator, then the recipient ids (in KEYS order)
+-- Copies not yet delivered are withdrawn (XDEL); recipients that had it get a recall notice.
+local done = redis.call('HGET', KEYS[1], 'recall')
+if done then return done end
+local function after(a, b)  -- stream id a > b
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams > bms or (ams == bms and aseq > bseq)
+end
+local positions = {}
+for pos in string.gmatch(redis.call('HGET', KEYS[1], 'positions'), '[^,]+') do
+  positions[#positions + 1] = pos
+end
+local withdrawn, notified = {}, {}
+for i = 3, #KEYS do
+  local pos, partner = positions[i - 2], ARGV[i]
+  local delivered = #redis.call('XPENDING', KEYS[i], 'tl', pos, pos, 1) > 0
+  if not delivered then
+    for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[i])) do
+      local fields = {}
+      for j = 1, #group, 2 do fields[group[j]] = group[j + 1] end
+      if fields['name'] == 'tl' then delivered = not after(pos, fields['last-delivered-id']) end
+    end
+  end
+  if delivered then
+    redis.call('XADD', KEYS[i], '*', 'report', ARGV[1], 'originator', ARGV[2], 'kind', 'recall')
+    notified[#notified + 1] = partner
+  else
+    redis.call('XDEL', KEYS[i], pos)
+    withdrawn[#withdrawn + 1] = partner
+  end
+end
+local result = table.concat(withdrawn, ',') .. ';' .. table.concat(notified, ',')
+redis.call('HSET', KEYS[1], 'recalled', '1', 'recall', result)
+redis.call('XADD', KEYS[2], '*', 'event', 'recalled', 'report', ARGV[1], 'data', result)
+return result
+"""
+
+
 def report_key(report_id: str) -> str:
     return f"tl:report:{{{report_id}}}"
 
@@ -86,6 +128,13 @@ class InboxEntry:
     report_id: str
     originator: str
     deliveries: int
+    kind: str = "report"  # or "recall": the originator withdrew a report this partner had
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    withdrawn: tuple[str, ...]  # recipients that never received it: their copy is gone
+    notified: tuple[str, ...]  # recipients that had it: they get a recall notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +153,7 @@ class Store:
         # redis-py types replies as unions that ignore decode_responses; ours are always bytes.
         self.redis: Any = redis
         self._ingest = redis.register_script(_INGEST_LUA)
+        self._recall = redis.register_script(_RECALL_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -209,6 +259,24 @@ class Store:
             pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
             await pipe.execute()
 
+    async def report_routing(self, report_id: str) -> tuple[str, list[str]] | None:
+        """The originator and the recipients of a stored report."""
+        originator, recipients = await self.redis.hmget(
+            report_key(report_id), ["originator", "recipients"]
+        )
+        if originator is None:
+            return None
+        return originator.decode(), recipients.decode().split(",")
+
+    async def recall(self, report_id: str, originator: str, recipients: Sequence[str]) -> Recalled:
+        """Withdraw undelivered copies and notify recipients that had it; idempotent."""
+        keys = [report_key(report_id), AUDIT_KEY, *(inbox_key(p) for p in recipients)]
+        result = await self._recall(keys=keys, args=[report_id, originator, *recipients])
+        withdrawn, _, notified = result.decode().partition(";")
+        return Recalled(
+            tuple(p for p in withdrawn.split(",") if p), tuple(p for p in notified.split(",") if p)
+        )
+
     async def audit(self, event: str, report_id: str, data: bytes) -> None:
         await self.redis.xadd(AUDIT_KEY, {"event": event, "report": report_id, "data": data})
 
@@ -241,6 +309,7 @@ def _entries(reply: Any) -> list[InboxEntry]:
                     report_id=fields[b"report"].decode(),
                     originator=fields[b"originator"].decode(),
                     deliveries=1,
+                    kind=fields.get(b"kind", b"report").decode(),
                 )
             )
     return out

@@ -19,7 +19,7 @@ from clients.errors import (
     UnavailableError,
 )
 from clients.keyfile import Identity
-from clients.partner import AsyncPartner, Directory, PreviewDecision, Report
+from clients.partner import AsyncPartner, Directory, PreviewDecision, Recall, Recalled, Report
 from clients.protocol.envelope import OpenedReport, VerifiedEnvelope, open, seal, verify
 from clients.protocol.identity import KeyRecord, Registry
 from clients.protocol.label import Label, Scheme
@@ -46,6 +46,8 @@ __all__ = [
     "PolicyError",
     "PreviewDecision",
     "RateLimitedError",
+    "Recall",
+    "Recalled",
     "Receipt",
     "Registry",
     "Report",

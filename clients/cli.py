@@ -16,7 +16,7 @@ from rich.console import Console
 
 from clients.errors import TearlineError
 from clients.keyfile import Identity, generate, write_keypair
-from clients.partner import Report
+from clients.partner import Recall, Report
 from clients.protocol.encoding import EncodingError, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import check_suite
@@ -118,18 +118,54 @@ def subscribe(
                 if once
                 else node.subscribe(consumer=consumer)
             )
-            for report in reports:
-                if out is not None:
-                    out.mkdir(parents=True, exist_ok=True)
-                    (out / report.id).write_bytes(report.payload)
-                _print_report(report, as_json)
-                node.ack_report(report)
+            for item in reports:
+                if isinstance(item, Recall):
+                    # The originator withdrew it: so does this node.
+                    if out is not None:
+                        (out / item.id).unlink(missing_ok=True)
+                    _print_recall(item, as_json)
+                else:
+                    if out is not None:
+                        out.mkdir(parents=True, exist_ok=True)
+                        (out / item.id).write_bytes(item.payload)
+                    _print_report(item, as_json)
+                node.ack_report(item)
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
     except TearlineError as exc:
         raise fail(_describe(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def recall(
+    report_id: Annotated[str, typer.Argument(help="The id of a report this node posted.")],
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+    as_json: JsonOption = False,
+) -> None:
+    """Recall a report: undelivered copies are withdrawn, recipients that had it are told."""
+    try:
+        with Partner(broker, Identity.load(identity)) as node:
+            outcome = node.recall(report_id)
+    except TearlineError as exc:
+        raise fail(_describe(exc)) from None
+    if as_json:
+        summary = {"report_id": outcome.report_id, "withdrawn": list(outcome.withdrawn),
+                   "notified": list(outcome.notified)}  # fmt: skip
+        typer.echo(json.dumps(summary))
+        return
+    withdrawn = ", ".join(outcome.withdrawn) or "none"
+    notified = ", ".join(outcome.notified) or "none"
+    typer.echo(f"recalled {outcome.report_id}: withdrawn from {withdrawn}; notified {notified}")
+
+
+def _print_recall(recall: Recall, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"recalled": recall.id, "originator": recall.originator}))
+        return
+    Console().print(f"[bold red]recalled[/] {recall.id} by {recall.originator}: delete it")
 
 
 def _print_report(report: Report, as_json: bool) -> None:

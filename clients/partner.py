@@ -96,6 +96,32 @@ class Report:
         await self._node.ack([self.entry_id])
 
 
+@dataclass
+class Recall:
+    """A notice that the originator recalled report ``id``, which this node received: delete
+    it and whatever was derived from it. Call :meth:`ack` once done."""
+
+    id: str
+    originator: str
+    entry_id: str
+    _node: AsyncPartner = field(repr=False)
+
+    async def ack(self) -> None:
+        await self._node.ack([self.entry_id])
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What a recall did: copies withdrawn before delivery, and recipients notified."""
+
+    report_id: str
+    withdrawn: tuple[str, ...]
+    notified: tuple[str, ...]
+
+
+Delivery = Report | Recall
+
+
 class AsyncPartner:
     def __init__(
         self,
@@ -248,8 +274,9 @@ class AsyncPartner:
 
     async def inbox(
         self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"
-    ) -> list[Report]:
-        """One long poll: up to ``limit`` reports, waiting up to ``wait_s`` for the first."""
+    ) -> list[Delivery]:
+        """One long poll: up to ``limit`` reports (or recall notices), waiting up to ``wait_s``
+        for the first."""
         data = await self._json(
             "GET",
             "/v1/inbox",
@@ -263,17 +290,23 @@ class AsyncPartner:
                 out.append(report)
         return out
 
+    async def recall(self, report_id: str) -> Recalled:
+        """Recall a report this node posted: undelivered copies are withdrawn, recipients that
+        had it get a :class:`Recall` notice."""
+        data = await self._json("POST", f"/v1/reports/{report_id}/recall")
+        return Recalled(data["report_id"], tuple(data["withdrawn"]), tuple(data["notified"]))
+
     async def ack(self, entry_ids: Iterable[str]) -> int:
         ids = list(entry_ids)
         if not ids:
             return 0
         return int((await self._json("POST", "/v1/inbox/ack", {"ids": ids}))["acked"])
 
-    async def subscribe(self, *, consumer: str = "default") -> AsyncIterator[Report]:
-        """Reports as they arrive over Server-Sent Events, resuming after a dropped connection
-        from the last event seen. At-least-once: a report seen twice is yielded once."""
+    async def subscribe(self, *, consumer: str = "default") -> AsyncIterator[Delivery]:
+        """Reports (and recall notices) as they arrive over Server-Sent Events, resuming after a
+        dropped connection from the last event seen. A report seen twice is yielded once."""
         last_event_id: str | None = None
-        seen: OrderedDict[str, None] = OrderedDict()
+        seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         while True:
             headers = {"accept": "text/event-stream", "cache-control": "no-store"}
             if last_event_id:
@@ -290,16 +323,17 @@ class AsyncPartner:
                     await response.aread()
                     _raise_for_error(response)
                 async for event in EventSource(response).aiter_sse():
-                    if event.event != "report":
+                    if event.event not in ("report", "recall"):
                         continue
                     last_event_id = event.id or last_event_id
                     report = await self._open(json.loads(event.data))
                     if report is None:
                         continue
-                    if report.id in seen:  # redelivered after a reconnect: already handled
+                    key = (event.event, report.id)
+                    if key in seen:  # redelivered after a reconnect: already handled
                         await report.ack()
                         continue
-                    seen[report.id] = None
+                    seen[key] = None
                     if len(seen) > 10_000:
                         seen.popitem(last=False)
                     yield report
@@ -308,7 +342,9 @@ class AsyncPartner:
             finally:
                 await response.aclose()
 
-    async def _open(self, entry: Mapping[str, Any]) -> Report | None:
+    async def _open(self, entry: Mapping[str, Any]) -> Delivery | None:
+        if entry.get("kind") == "recall":
+            return Recall(entry["report_id"], entry["originator"], entry["entry_id"], self)
         directory = await self.directory()
         try:
             opened = open(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from clients.partner import AsyncPartner, Directory, PreviewDecision, Report
+from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import Identity
 from clients.protocol.label import Label
@@ -71,18 +71,21 @@ class Partner:
 
     def inbox(
         self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"
-    ) -> list[Report]:
+    ) -> list[Delivery]:
         return self._run(self._node.inbox(limit=limit, wait_s=wait_s, consumer=consumer))
 
     def ack(self, entry_ids: Iterable[str]) -> int:
         return self._run(self._node.ack(entry_ids))
 
-    def ack_report(self, report: Report) -> None:
+    def ack_report(self, report: Delivery) -> None:
         self._run(report.ack())
 
-    def subscribe(self, *, consumer: str = "default") -> Iterator[Report]:
-        """Reports as they arrive; acknowledge each with :meth:`ack_report`."""
-        stream: AsyncIterator[Report] = self._node.subscribe(consumer=consumer)
+    def recall(self, report_id: str) -> Recalled:
+        return self._run(self._node.recall(report_id))
+
+    def subscribe(self, *, consumer: str = "default") -> Iterator[Delivery]:
+        """Reports (and recall notices) as they arrive; acknowledge each with :meth:`ack_report`."""
+        stream: AsyncIterator[Delivery] = self._node.subscribe(consumer=consumer)
         try:
             while True:
                 yield self._run(anext(stream))

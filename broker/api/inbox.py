@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
@@ -40,10 +40,13 @@ ConsumerQuery = Annotated[
 
 class Entry(BaseModel):
     entry_id: str
+    kind: Literal["report", "recall"] = Field(
+        description="a report, or a notice that its originator recalled one you received"
+    )
     report_id: str
     originator: str
     deliveries: int
-    envelope: str = Field(description="the envelope's exact bytes, as posted")
+    envelope: str | None = Field(description="the envelope's exact bytes, as posted (reports)")
 
 
 class InboxPage(BaseModel):
@@ -100,7 +103,9 @@ async def stream(
             DELIVERIES.inc(len(batch))
             for delivered in batch:
                 yield ServerSentEvent(
-                    data=json.dumps(delivered.to_dict()), id=delivered.entry_id, event="report"
+                    data=json.dumps(delivered.to_dict()),
+                    id=delivered.entry_id,
+                    event=delivered.kind,
                 )
 
     return EventSourceResponse(events(), ping=state.settings.sse_heartbeat_s)

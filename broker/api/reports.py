@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from broker.api.deps import (
@@ -19,10 +19,11 @@ from broker.api.deps import (
 )
 from broker.ingest import accept_report
 from broker.metrics import REPORTS
-from clients.errors import TearlineError
+from clients.errors import DeniedError, NotFoundError, TearlineError
 from clients.protocol.label import Label
 
 router = APIRouter(prefix="/v1", tags=["reports"])
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -181,3 +182,29 @@ async def preview(state: State, caller: Caller, body: Body) -> PreviewResponse:
             decision="grant", agreement=decision.agreement, keys=[KeyOut(**key.to_dict())]
         )
     return PreviewResponse(suite=request.suite, partners=out)
+
+
+class RecallResponse(BaseModel):
+    report_id: str
+    withdrawn: list[str] = Field(description="recipients whose undelivered copy was removed")
+    notified: list[str] = Field(description="recipients that had it and get a recall notice")
+
+
+@router.post(
+    "/reports/{report_id}/recall",
+    summary="Recall a report: withdraw undelivered copies, notify recipients that had it",
+    responses=errors(401, 403, 404, 503),
+)
+async def recall(
+    report_id: Annotated[str, Path(pattern=UUID_PATTERN)], state: State, caller: Caller
+) -> RecallResponse:
+    routing = await state.store.report_routing(report_id)
+    if routing is None:
+        raise NotFoundError(f"no report {report_id} is held by this broker", code="no_such_report")
+    originator, recipients = routing
+    if originator != caller.partner:
+        raise DeniedError("only a report's originator may recall it", code="not_originator")
+    recalled = await state.store.recall(report_id, originator, recipients)
+    return RecallResponse(
+        report_id=report_id, withdrawn=list(recalled.withdrawn), notified=list(recalled.notified)
+    )

@@ -26,7 +26,7 @@ from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
 from clients import AuthenticationError, Label
 from clients.httpsig import sign_request, signing_key_of
 from clients.keyfile import Identity
-from clients.partner import AsyncPartner, Report
+from clients.partner import AsyncPartner, Delivery, Report
 from clients.protocol.encoding import b64e, format_time
 from clients.protocol.envelope import seal
 from clients.protocol.identity import KeyRecord
@@ -142,7 +142,7 @@ async def stop(task: asyncio.Task[Any]) -> None:
         await task
 
 
-async def first_of(stream: AsyncIterator[Report]) -> Report:
+async def first_of(stream: AsyncIterator[Delivery]) -> Delivery:
     return await anext(stream)
 
 
@@ -230,6 +230,7 @@ async def test_preview_grants_are_exactly_the_partners_whose_inbox_gets_the_repo
             reports = await node.inbox(wait_s=0)
         if pid in granted:
             assert [rep.id for rep in reports] == [receipt.id], pid
+            assert isinstance(reports[0], Report)
             assert reports[0].json() == BUNDLE
         else:
             assert reports == [], pid
@@ -338,6 +339,7 @@ async def test_sse_delivers_to_an_entitled_partner_and_nothing_to_a_non_entitled
             report = await asyncio.wait_for(usa_first, timeout=BOUND_S)
             assert report.id == receipt.id
             assert report.originator == "GBR"
+            assert isinstance(report, Report)
             assert report.json() == BUNDLE
             await report.ack()
 
@@ -523,6 +525,7 @@ def test_the_sync_partner_publishes_receives_and_acks(broker: RunningBroker) -> 
         receipt = gbr.publish(BUNDLE, BALTIC)
         reports = est.inbox(wait_s=2)
         assert [rep.id for rep in reports] == [receipt.id]
+        assert isinstance(reports[0], Report)
         assert reports[0].json() == BUNDLE
         assert reports[0].originator == "GBR"
         assert pending_count(r, "EST") == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clients import DeniedError, Label
-from clients.partner import AsyncPartner
+from clients.partner import AsyncPartner, Report
 from tests.integration.conftest import RunningBroker, me
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
@@ -31,6 +31,7 @@ async def test_entitled_partners_receive_and_decrypt_and_others_receive_nothing(
         for node in (usa, est):
             reports = await node.inbox(wait_s=2)
             assert [r.id for r in reports] == [receipt.id]
+            assert isinstance(reports[0], Report)
             assert reports[0].json() == BUNDLE
             assert reports[0].originator == "GBR"
             await reports[0].ack()
