@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
+from broker import audit
+from broker.api import audit as audit_api
 from broker.api import directory, health, inbox, reports
 from broker.api import errors as api_errors
 from broker.keys import load_or_create
@@ -31,6 +35,19 @@ POLICY_POLL_S = 5.0
 def _policy_mtime(folder: Path) -> float:
     files = [folder / "scheme.yaml", folder / "partners.yaml", *folder.glob("agreements/*.y*ml")]
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+async def _seal_audit(state: BrokerState) -> None:
+    """Sign audit checkpoints every few seconds; one broker process holds the lease at a time."""
+    interval_s = state.settings.audit_checkpoint_s
+    holder = uuid.uuid4().hex
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if await state.store.take_sealer_lease(holder, int(interval_s * 3000)):
+                await audit.seal(state)
+        except (RedisError, OSError) as exc:  # Redis away: the next round catches up
+            log.warning("audit checkpoint postponed: %s", exc)
 
 
 async def _watch_policies(state: BrokerState, interval_s: float) -> None:
@@ -64,13 +81,15 @@ def create_app(
         state = BrokerState(settings, policy, store, key, clock)
         app.state.broker = state
         watcher = asyncio.create_task(_watch_policies(state, POLICY_POLL_S))
+        sealer = asyncio.create_task(_seal_audit(state))
         log.info("broker ready: %s, broker key %s", policy.summary(), key.kid)
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, sealer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
 
     app = FastAPI(
@@ -83,6 +102,6 @@ def create_app(
         lifespan=lifespan,
     )
     api_errors.install(app)
-    for module in (reports, inbox, directory, health):
+    for module in (reports, inbox, directory, audit_api, health):
         app.include_router(module.router)
     return app

@@ -18,6 +18,13 @@ class BrokerKey:
     signer: crypto.SigningKey
 
 
+def load(path: Path) -> BrokerKey:
+    """The broker key at ``path``; refuses to make one (for checking what it signed)."""
+    if not path.exists():
+        raise IdentityError(f"no broker key at {path}")
+    return load_or_create(path)
+
+
 def load_or_create(path: Path) -> BrokerKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

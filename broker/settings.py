@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # report is harmless; this bound keeps the idempotency records from having to live forever.
     max_report_age_s: PositiveInt = 300
     visibility_timeout_ms: PositiveInt = 30_000
+    # How often the audit trail gets a signed checkpoint (when it has new entries).
+    audit_checkpoint_s: Annotated[float, Field(gt=0)] = 10.0
     max_deliveries: PositiveInt = 5
     long_poll_max_s: PositiveInt = 30
     sse_heartbeat_s: PositiveInt = 15

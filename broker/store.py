@@ -110,6 +110,8 @@ def dead_key(partner: str) -> str:
 
 
 AUDIT_KEY: Final = "tl:audit"
+CHECKPOINTS_KEY: Final = "tl:audit:checkpoints"
+SEALER_LEASE_KEY: Final = "tl:audit:sealer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +288,32 @@ class Store:
             pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
             pipe.xadd(AUDIT_KEY, {"event": "withheld", "report": entry.report_id, "data": data})
             await pipe.execute()
+
+    async def audit_after(self, after: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Audit entries after ``after`` (exclusive), oldest first."""
+        reply = await self.redis.xrange(AUDIT_KEY, min=f"({after}", max="+", count=count)
+        return [
+            (entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()})
+            for entry_id, fields in reply
+        ]
+
+    async def last_checkpoint(self) -> dict[str, str] | None:
+        reply = await self.redis.xrevrange(CHECKPOINTS_KEY, count=1)
+        if not reply:
+            return None
+        return {k.decode(): v.decode() for k, v in reply[0][1].items()}
+
+    async def add_checkpoint(self, fields: dict[str, str]) -> None:
+        await self.redis.xadd(CHECKPOINTS_KEY, fields)
+
+    async def take_sealer_lease(self, holder: str, lease_ms: int) -> bool:
+        """One broker process seals at a time; the lease lapses if its holder dies."""
+        if await self.redis.set(SEALER_LEASE_KEY, holder, nx=True, px=lease_ms):
+            return True
+        if await self.redis.get(SEALER_LEASE_KEY) == holder.encode():
+            await self.redis.pexpire(SEALER_LEASE_KEY, lease_ms)
+            return True
+        return False
 
     async def audit_entries(self, report_id: str | None, count: int = 1000) -> list[dict[str, str]]:
         reply = await self.redis.xrevrange(AUDIT_KEY, count=count)

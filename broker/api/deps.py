@@ -16,6 +16,7 @@ from broker.api.errors import RequestShapeError
 from broker.auth import Authenticated, remember_nonce, verify_request
 from broker.state import BrokerState
 from clients.errors import InputError, TooLargeError, UnavailableError
+from clients.protocol.identity import Registry
 
 
 async def get_state(request: Request) -> BrokerState:
@@ -62,13 +63,15 @@ def target_uri(request: Request, public_url: str | None) -> str:
     return f"{request.url.scheme}://{request.url.netloc}{path}"
 
 
-async def authenticate(request: Request, state: State, body: Body) -> Authenticated:
+async def _signed_by(
+    request: Request, state: BrokerState, body: bytes, signers: Registry
+) -> Authenticated:
     auth = verify_request(
         request.method,
         target_uri(request, state.settings.public_url),
         request.headers,
         body,
-        state.policy.registry,
+        signers,
         now=state.clock(),
         replay_window_s=state.settings.replay_window_s,
     )
@@ -76,7 +79,20 @@ async def authenticate(request: Request, state: State, body: Body) -> Authentica
     return auth
 
 
+async def authenticate(request: Request, state: State, body: Body) -> Authenticated:
+    """The partner that signed the request (RFC 9421, keys from ``policies/partners.yaml``)."""
+    return await _signed_by(request, state, body, state.policy.registry)
+
+
 Caller = Annotated[Authenticated, Depends(authenticate)]
+
+
+async def authenticate_operator(request: Request, state: State, body: Body) -> Authenticated:
+    """The operator that signed the request (the same check, keys from ``operators.yaml``)."""
+    return await _signed_by(request, state, body, state.policy.operators)
+
+
+Operator = Annotated[Authenticated, Depends(authenticate_operator)]
 
 
 M = TypeVar("M", bound=BaseModel)

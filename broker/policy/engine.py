@@ -98,9 +98,16 @@ class Policy:
     decision looks only at the agreements the two partners share, however many exist.
     """
 
-    def __init__(self, scheme: Scheme, registry: Registry, agreements: Iterable[Agreement]):
+    def __init__(
+        self,
+        scheme: Scheme,
+        registry: Registry,
+        agreements: Iterable[Agreement],
+        operators: Registry | None = None,
+    ):
         self.scheme = scheme
         self.registry = registry
+        self.operators = operators if operators is not None else Registry([])  # audit readers
         self.agreements: Mapping[str, Agreement] = {
             a.id: a for a in sorted(agreements, key=lambda a: a.id)
         }

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from referencing import Registry as SchemaRegistry
+from referencing import Resource
 
 from broker.policy.agreement import Agreement
 from broker.policy.engine import Policy
@@ -40,9 +42,19 @@ class Problem:
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
+def _schema(name: str) -> dict[str, Any]:
     text = resources.files("broker.policy").joinpath(f"schemas/{name}.schema.json").read_text()
-    return Draft202012Validator(json.loads(text))
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    # The operators schema reuses the partners schema's entry: both are registered by $id.
+    known = SchemaRegistry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in map(_schema, ("partners", "operators"))
+    )
+    return Draft202012Validator(_schema(name), registry=known)
 
 
 @dataclass
@@ -124,9 +136,30 @@ def check_policies(root: Path) -> tuple[Policy | None, list[Problem]]:
         c.problems.extend(problems)
         if not problems:
             agreements.append(Agreement.from_dict(doc.data))
+    operators = Registry([])
+    if (root / "operators.yaml").exists():
+        operators_doc = c.read(root / "operators.yaml", "operators")
+        if operators_doc is not None:
+            operators = _registry(operators_doc, c, "operators")
+            if registry is not None:
+                c.problems.extend(_check_operators(operators_doc, operators, registry))
     if c.problems or scheme is None or registry is None:
         return None, c.problems
-    return Policy(scheme, registry, agreements), []
+    return Policy(scheme, registry, agreements, operators), []
+
+
+def _check_operators(doc: _Doc, operators: Registry, partners: Registry) -> Iterator[Problem]:
+    """Operators and partners share one namespace of ids and of key ids: a request's keyid
+    must name exactly one signer."""
+    partner_kids = {k.kid for p in partners for k in p.keys}
+    for i, operator in enumerate(doc.data["operators"]):
+        if operator["id"] in partners:
+            yield doc.problem(("operators", i, "id"), f"{operator['id']} is also a partner id")
+        for j, key in enumerate(operator["keys"]):
+            if key["kid"] in partner_kids:
+                yield doc.problem(
+                    ("operators", i, "keys", j, "kid"), f"key id {key['kid']} is a partner's"
+                )
 
 
 def load_policies(root: Path | str) -> Policy:
@@ -154,27 +187,27 @@ def _scheme(doc: _Doc) -> Scheme:
     )
 
 
-def _registry(doc: _Doc, c: _Collector) -> Registry:
+def _registry(doc: _Doc, c: _Collector, top: str = "partners") -> Registry:
     """The registry, with each problem at the key or id that causes it. A partner with a bad
     key still counts as known, so agreements naming it report no spurious unknown partner."""
     partners: list[Partner] = []
     first_of_id: dict[str, int] = {}
     first_of_kid: dict[str, str] = {}
-    for i, entry in enumerate(doc.data["partners"]):
+    for i, entry in enumerate(doc.data[top]):
         keys = []
         for j, raw in enumerate(entry["keys"]):
-            where = f"partners[{i}].keys[{j}]"
+            where = f"{top}[{i}].keys[{j}]"
             try:
                 key = KeyRecord.from_dict(raw, where)
             except IdentityError as exc:
                 field = (exc.details or {}).get("field")
-                path = ("partners", i, "keys", j, *((field,) if field else ()))
+                path = (top, i, "keys", j, *((field,) if field else ()))
                 c.problems.append(doc.problem(path, exc.message))
                 continue
             if key.kid in first_of_kid:
                 c.problems.append(
                     doc.problem(
-                        ("partners", i, "keys", j, "kid"),
+                        (top, i, "keys", j, "kid"),
                         f"duplicate key id {key.kid}, first used at {first_of_kid[key.kid]}",
                     )
                 )
@@ -185,8 +218,8 @@ def _registry(doc: _Doc, c: _Collector) -> Registry:
         if pid in first_of_id:
             c.problems.append(
                 doc.problem(
-                    ("partners", i, "id"),
-                    f"duplicate partner id {pid}, first at partners[{first_of_id[pid]}]",
+                    (top, i, "id"),
+                    f"duplicate {top[:-1]} id {pid}, first at {top}[{first_of_id[pid]}]",
                 )
             )
             continue

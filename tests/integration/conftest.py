@@ -58,8 +58,8 @@ AGREEMENTS = {
 
 
 def me(partner: str) -> Identity:
-    """A partner's TEST identity as the SDK holds it."""
-    base = identity(partner, PARTNERS[partner])  # type: ignore[arg-type]
+    """A partner's (or the operator OPS-HQ's) TEST identity as the SDK holds it."""
+    base = identity(partner, PARTNERS.get(partner, "classic"))  # type: ignore[arg-type]
     return Identity(base.partner, base.keys)
 
 
@@ -72,6 +72,9 @@ def write_policies(
         me(p).public_entry(status="suspended" if p in suspended else "active") for p in PARTNERS
     ]
     (folder / "partners.yaml").write_text(yaml.safe_dump({"partners": entries}, width=1 << 16))
+    operator = me("OPS-HQ").public_entry()
+    operator["keys"] = [k for k in operator["keys"] if k["use"] == "sig"]
+    (folder / "operators.yaml").write_text(yaml.safe_dump({"operators": [operator]}, width=1 << 16))
     for old in (folder / "agreements").glob("*.yaml"):
         old.unlink()
     for aid, doc in (AGREEMENTS if agreements is None else agreements).items():

@@ -1,0 +1,36 @@
+"""The audit trail, for operators: who received what, when, under which agreement, and who was
+refused why (DESIGN §6). Signed with an operator key from ``policies/operators.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from broker.api.deps import Operator, State
+from broker.api.reports import UUID_PATTERN, errors
+from broker.audit import as_rows
+
+router = APIRouter(prefix="/v1", tags=["operators"])
+
+
+class AuditPage(BaseModel):
+    entries: list[dict[str, Any]] = Field(
+        description="newest first: event (accepted, withheld, recalled), report, data"
+    )
+    checkpoint: dict[str, Any] | None = Field(
+        description="the latest signed checkpoint of the hash chain (body, kid, sig)"
+    )
+
+
+@router.get("/audit", summary="Read the audit trail (operators only)", responses=errors(401, 422))
+async def read_audit(
+    state: State,
+    operator: Operator,
+    report_id: Annotated[str | None, Query(pattern=UUID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    rows = await state.store.audit_entries(report_id, count=10_000 if report_id else limit)
+    entries = as_rows((row.pop("entry"), row) for row in rows[:limit])
+    return AuditPage(entries=entries, checkpoint=await state.store.last_checkpoint())
