@@ -102,8 +102,10 @@ async def _deliverable(
                                  deliveries, "recall"))  # fmt: skip
             continue
         facts = await store.report_facts(entry.report_id)
-        if facts is None:  # expired under retention: nothing left to deliver
-            await store.ack(partner, [entry.entry_id])
+        if facts is None:  # the report outlived retention: nothing left to deliver, but say so
+            await store.withhold(
+                partner, entry, compact_json({"partner": partner, "reason": "RETENTION_EXPIRED"})
+            )
             continue
         label = Label.from_dict(json.loads(facts.label))
         decision = policy.decide(
