@@ -97,6 +97,28 @@ return result
 """
 
 
+_ACK_LUA: Final = """
+-- KEYS[1] the partner's inbox, KEYS[2] audit stream; ARGV[1] partner id, ARGV[2..] entry ids
+-- Acknowledging a report is the partner saying it has it: that goes in the audit trail.
+local acked = 0
+for i = 2, #ARGV do
+  local entry = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if redis.call('XACK', KEYS[1], 'tl', ARGV[i]) == 1 then
+    acked = acked + 1
+    local fields = {}
+    if #entry == 1 then
+      for j = 1, #entry[1][2], 2 do fields[entry[1][2][j]] = entry[1][2][j + 1] end
+    end
+    if fields['report'] and not fields['kind'] then
+      redis.call('XADD', KEYS[2], '*', 'event', 'received', 'report', fields['report'],
+                 'data', '{"partner":"' .. ARGV[1] .. '"}')
+    end
+  end
+end
+return acked
+"""
+
+
 def report_key(report_id: str) -> str:
     return f"tl:report:{{{report_id}}}"
 
@@ -156,6 +178,7 @@ class Store:
         self.redis: Any = redis
         self._ingest = redis.register_script(_INGEST_LUA)
         self._recall = redis.register_script(_RECALL_LUA)
+        self._ack = redis.register_script(_ACK_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -248,9 +271,11 @@ class Store:
         }
 
     async def ack(self, partner: str, entry_ids: Sequence[str]) -> int:
+        """Acknowledge entries of ``partner``'s inbox; each report acked is audited as received."""
         if not entry_ids:
             return 0
-        return int(await self.redis.xack(inbox_key(partner), GROUP, *entry_ids))
+        keys = [inbox_key(partner), AUDIT_KEY]
+        return int(await self._ack(keys=keys, args=[partner, *entry_ids]))
 
     async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -91,3 +91,17 @@ async def test_audit_verify_accepts_the_sealed_trail_and_catches_a_deleted_entry
     broken = run_verify(broker)
     assert broken.returncode == 1
     assert "audit trail BROKEN" in broken.stderr
+
+
+async def test_acknowledging_a_report_records_who_received_it(broker: RunningBroker) -> None:
+    async with (
+        AsyncPartner(broker.url, me("GBR")) as gbr,
+        AsyncPartner(broker.url, me("USA")) as usa,
+    ):
+        receipt = await gbr.publish({"type": "bundle", "objects": []}, LABEL)
+        (report,) = await usa.inbox(wait_s=2)
+        await report.ack()
+        await report.ack()  # a second ack acknowledges nothing, and records nothing
+    response = signed_get(broker, "OPS-HQ", f"/v1/audit?report_id={receipt.id}")
+    events = [(e["event"], e["data"]) for e in response.json()["entries"]]
+    assert events == [("received", {"partner": "USA"}), ("accepted", events[1][1])]
