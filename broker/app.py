@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from redis.exceptions import RedisError
 
-from broker import audit
+from broker import audit, retention
 from broker.api import audit as audit_api
 from broker.api import directory, health, inbox, reports
 from broker.api import errors as api_errors
@@ -37,17 +37,21 @@ def _policy_mtime(folder: Path) -> float:
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
-async def _seal_audit(state: BrokerState) -> None:
-    """Sign audit checkpoints every few seconds; one broker process holds the lease at a time."""
-    interval_s = state.settings.audit_checkpoint_s
+async def _every(
+    state: BrokerState,
+    task: str,
+    interval_s: float,
+    run: Callable[[BrokerState], Awaitable[object]],
+) -> None:
+    """Run ``run`` every ``interval_s``; one broker process holds the task's lease at a time."""
     holder = uuid.uuid4().hex
     while True:
         await asyncio.sleep(interval_s)
         try:
-            if await state.store.take_sealer_lease(holder, int(interval_s * 3000)):
-                await audit.seal(state)
+            if await state.store.take_lease(task, holder, int(interval_s * 3000)):
+                await run(state)
         except (RedisError, OSError) as exc:  # Redis away: the next round catches up
-            log.warning("audit checkpoint postponed: %s", exc)
+            log.warning("%s postponed: %s", task, exc)
 
 
 async def _watch_policies(state: BrokerState, interval_s: float) -> None:
@@ -81,12 +85,17 @@ def create_app(
         state = BrokerState(settings, policy, store, key, clock)
         app.state.broker = state
         watcher = asyncio.create_task(_watch_policies(state, POLICY_POLL_S))
-        sealer = asyncio.create_task(_seal_audit(state))
+        sealer = asyncio.create_task(
+            _every(state, "audit-sealer", settings.audit_checkpoint_s, audit.seal)
+        )
+        trimmer = asyncio.create_task(
+            _every(state, "retention", settings.retention_check_s, retention.enforce)
+        )
         log.info("broker ready: %s, broker key %s", policy.summary(), key.kid)
         try:
             yield
         finally:
-            for task in (watcher, sealer):
+            for task in (watcher, sealer, trimmer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -23,9 +23,10 @@ class Delivered:
     entry_id: str
     report_id: str
     originator: str
-    envelope: bytes | None  # None for a recall notice
+    envelope: bytes | None  # None for a notice
     deliveries: int
-    kind: str = "report"
+    kind: str = "report"  # or a notice: "recall", "gap"
+    gap: dict[str, Any] | None = None  # for a gap: how many entries were lost, before which id
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class Delivered:
             "originator": self.originator,
             "deliveries": self.deliveries,
             "envelope": None if self.envelope is None else self.envelope.decode(),
+            "gap": self.gap,
         }
 
 
@@ -97,9 +99,12 @@ async def _deliverable(
         if deliveries > state.settings.max_deliveries:
             await store.dead_letter(partner, entry, f"delivered {deliveries - 1} times without ack")
             continue
-        if entry.kind == "recall":
-            out.append(Delivered(entry.entry_id, entry.report_id, entry.originator, None,
-                                 deliveries, "recall"))  # fmt: skip
+        if entry.kind != "report":  # a notice: it carries no report to re-check
+            gap = {"lost": entry.lost, "before": entry.before} if entry.kind == "gap" else None
+            notice = Delivered(
+                entry.entry_id, entry.report_id, entry.originator, None, deliveries, entry.kind, gap
+            )
+            out.append(notice)
             continue
         facts = await store.report_facts(entry.report_id)
         if facts is None:  # the report outlived retention: nothing left to deliver, but say so

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     long_poll_max_s: PositiveInt = 30
     sse_heartbeat_s: PositiveInt = 15
     retention_days: PositiveInt = 30
+    # How often inboxes are trimmed to the retention window.
+    retention_check_s: Annotated[float, Field(gt=0)] = 3600.0
     appendfsync: Literal["everysec", "always"] = "everysec"
 
     # The URL partners sign against (RFC 9421 @target-uri) when the broker sits behind a proxy

@@ -119,6 +119,31 @@ return acked
 """
 
 
+_TRIM_LUA: Final = """
+-- KEYS[1] a partner's inbox, KEYS[2] audit stream; ARGV[1] cutoff id, ARGV[2] partner id
+-- Retention never drops an unacknowledged entry silently: what is lost becomes a gap notice.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local last = '0-0'
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local fields = {}
+  for j = 1, #group, 2 do fields[group[j]] = group[j + 1] end
+  if fields['name'] == 'tl' then last = fields['last-delivered-id'] end
+end
+local lost = #redis.call('XRANGE', KEYS[1], '(' .. last, '(' .. ARGV[1])
+for _, pending in ipairs(redis.call('XPENDING', KEYS[1], 'tl', '-', '(' .. ARGV[1], 1000000)) do
+  redis.call('XACK', KEYS[1], 'tl', pending[1])
+  lost = lost + 1
+end
+local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+if lost > 0 then
+  redis.call('XADD', KEYS[1], '*', 'kind', 'gap', 'lost', lost, 'before', ARGV[1])
+  redis.call('XADD', KEYS[2], '*', 'event', 'gap', 'report', '',
+             'data', '{"partner":"' .. ARGV[2] .. '","lost":' .. lost .. '}')
+end
+return {trimmed, lost}
+"""
+
+
 def report_key(report_id: str) -> str:
     return f"tl:report:{{{report_id}}}"
 
@@ -133,7 +158,10 @@ def dead_key(partner: str) -> str:
 
 AUDIT_KEY: Final = "tl:audit"
 CHECKPOINTS_KEY: Final = "tl:audit:checkpoints"
-SEALER_LEASE_KEY: Final = "tl:audit:sealer"
+
+
+def lease_key(task: str) -> str:
+    return f"tl:lease:{task}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +180,10 @@ class InboxEntry:
     report_id: str
     originator: str
     deliveries: int
-    kind: str = "report"  # or "recall": the originator withdrew a report this partner had
+    kind: str = "report"  # "recall": the originator withdrew a report this partner had;
+    # "gap": retention dropped entries this partner never acknowledged
+    lost: int = 0
+    before: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +210,7 @@ class Store:
         self._ingest = redis.register_script(_INGEST_LUA)
         self._recall = redis.register_script(_RECALL_LUA)
         self._ack = redis.register_script(_ACK_LUA)
+        self._trim = redis.register_script(_TRIM_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -331,14 +363,23 @@ class Store:
     async def add_checkpoint(self, fields: dict[str, str]) -> None:
         await self.redis.xadd(CHECKPOINTS_KEY, fields)
 
-    async def take_sealer_lease(self, holder: str, lease_ms: int) -> bool:
-        """One broker process seals at a time; the lease lapses if its holder dies."""
-        if await self.redis.set(SEALER_LEASE_KEY, holder, nx=True, px=lease_ms):
+    async def take_lease(self, task: str, holder: str, lease_ms: int) -> bool:
+        """One broker process runs ``task`` at a time; the lease lapses if its holder dies."""
+        key = lease_key(task)
+        if await self.redis.set(key, holder, nx=True, px=lease_ms):
             return True
-        if await self.redis.get(SEALER_LEASE_KEY) == holder.encode():
-            await self.redis.pexpire(SEALER_LEASE_KEY, lease_ms)
+        if await self.redis.get(key) == holder.encode():
+            await self.redis.pexpire(key, lease_ms)
             return True
         return False
+
+    async def trim_inbox(self, partner: str, cutoff_ms: int) -> tuple[int, int]:
+        """Drop ``partner``'s entries older than ``cutoff_ms``; returns (trimmed, lost), where
+        lost counts the ones never acknowledged. A loss leaves the partner a gap notice."""
+        reply = await self._trim(
+            keys=[inbox_key(partner), AUDIT_KEY], args=[f"{cutoff_ms}-0", partner]
+        )
+        return int(reply[0]), int(reply[1])
 
     async def audit_entries(self, report_id: str | None, count: int = 1000) -> list[dict[str, str]]:
         reply = await self.redis.xrevrange(AUDIT_KEY, count=count)
@@ -359,10 +400,12 @@ def _entries(reply: Any) -> list[InboxEntry]:
             out.append(
                 InboxEntry(
                     entry_id=entry_id.decode(),
-                    report_id=fields[b"report"].decode(),
-                    originator=fields[b"originator"].decode(),
+                    report_id=fields.get(b"report", b"").decode(),
+                    originator=fields.get(b"originator", b"").decode(),
                     deliveries=1,
                     kind=fields.get(b"kind", b"report").decode(),
+                    lost=int(fields.get(b"lost", 0)),
+                    before=fields.get(b"before", b"").decode(),
                 )
             )
     return out

@@ -19,7 +19,15 @@ from clients.errors import (
     UnavailableError,
 )
 from clients.keyfile import Identity
-from clients.partner import AsyncPartner, Directory, PreviewDecision, Recall, Recalled, Report
+from clients.partner import (
+    AsyncPartner,
+    Directory,
+    Gap,
+    PreviewDecision,
+    Recall,
+    Recalled,
+    Report,
+)
 from clients.protocol.envelope import OpenedReport, VerifiedEnvelope, open, seal, verify
 from clients.protocol.identity import KeyRecord, Registry
 from clients.protocol.label import Label, Scheme
@@ -33,6 +41,7 @@ __all__ = [
     "DeniedError",
     "Directory",
     "EnvelopeError",
+    "Gap",
     "Identity",
     "IdentityError",
     "InputError",

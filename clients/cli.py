@@ -16,7 +16,7 @@ from rich.console import Console
 
 from clients.errors import TearlineError
 from clients.keyfile import Identity, generate, write_keypair
-from clients.partner import Recall, Report
+from clients.partner import Gap, Recall, Report
 from clients.protocol.encoding import EncodingError, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import check_suite
@@ -119,7 +119,9 @@ def subscribe(
                 else node.subscribe(consumer=consumer)
             )
             for item in reports:
-                if isinstance(item, Recall):
+                if isinstance(item, Gap):
+                    _print_gap(item, as_json)
+                elif isinstance(item, Recall):
                     # The originator withdrew it: so does this node.
                     if out is not None:
                         (out / item.id).unlink(missing_ok=True)
@@ -159,6 +161,16 @@ def recall(
     withdrawn = ", ".join(outcome.withdrawn) or "none"
     notified = ", ".join(outcome.notified) or "none"
     typer.echo(f"recalled {outcome.report_id}: withdrawn from {withdrawn}; notified {notified}")
+
+
+def _print_gap(gap: Gap, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"gap": {"lost": gap.lost, "before": gap.before}}))
+        return
+    Console().print(
+        f"[bold yellow]gap[/]: retention dropped {gap.lost} entries before {gap.before} "
+        "that this node never acknowledged"
+    )
 
 
 def _print_recall(recall: Recall, as_json: bool) -> None:

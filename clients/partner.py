@@ -110,6 +110,24 @@ class Recall:
         await self._node.ack([self.entry_id])
 
 
+@dataclass
+class Gap:
+    """A notice that retention dropped ``lost`` entries of this node's inbox, older than entry
+    ``before``, that it never acknowledged: ask their originators, or accept the loss."""
+
+    lost: int
+    before: str
+    entry_id: str
+    _node: AsyncPartner = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"gap-{self.before}"
+
+    async def ack(self) -> None:
+        await self._node.ack([self.entry_id])
+
+
 @dataclass(frozen=True)
 class Recalled:
     """What a recall did: copies withdrawn before delivery, and recipients notified."""
@@ -119,7 +137,7 @@ class Recalled:
     notified: tuple[str, ...]
 
 
-Delivery = Report | Recall
+Delivery = Report | Recall | Gap
 
 
 class AsyncPartner:
@@ -323,7 +341,7 @@ class AsyncPartner:
                     await response.aread()
                     _raise_for_error(response)
                 async for event in EventSource(response).aiter_sse():
-                    if event.event not in ("report", "recall"):
+                    if event.event not in ("report", "recall", "gap"):
                         continue
                     last_event_id = event.id or last_event_id
                     report = await self._open(json.loads(event.data))
@@ -345,6 +363,9 @@ class AsyncPartner:
     async def _open(self, entry: Mapping[str, Any]) -> Delivery | None:
         if entry.get("kind") == "recall":
             return Recall(entry["report_id"], entry["originator"], entry["entry_id"], self)
+        if entry.get("kind") == "gap":
+            gap = entry["gap"]
+            return Gap(int(gap["lost"]), gap["before"], entry["entry_id"], self)
         directory = await self.directory()
         try:
             opened = open(

@@ -38,15 +38,22 @@ ConsumerQuery = Annotated[
 ]
 
 
+class GapInfo(BaseModel):
+    lost: int = Field(description="entries dropped by retention before you acknowledged them")
+    before: str = Field(description="they were older than this entry id")
+
+
 class Entry(BaseModel):
     entry_id: str
-    kind: Literal["report", "recall"] = Field(
-        description="a report, or a notice that its originator recalled one you received"
+    kind: Literal["report", "recall", "gap"] = Field(
+        description="a report; a notice that its originator recalled one you received; or a "
+        "notice that retention dropped entries you never acknowledged"
     )
     report_id: str
     originator: str
     deliveries: int
     envelope: str | None = Field(description="the envelope's exact bytes, as posted (reports)")
+    gap: GapInfo | None = None
 
 
 class InboxPage(BaseModel):

@@ -337,9 +337,9 @@ async def test_sse_delivers_to_an_entitled_partner_and_nothing_to_a_non_entitled
             receipt = await gbr.publish(BUNDLE, BALTIC)  # names DEU; DEU is not entitled
 
             report = await asyncio.wait_for(usa_first, timeout=BOUND_S)
+            assert isinstance(report, Report)
             assert report.id == receipt.id
             assert report.originator == "GBR"
-            assert isinstance(report, Report)
             assert report.json() == BUNDLE
             await report.ack()
 
