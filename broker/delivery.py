@@ -94,6 +94,7 @@ async def _deliverable(
     now = state.clock()
     policy = state.policy
     out = []
+    facts_of = await store.report_facts([e.report_id for e in entries if e.kind == "report"])
     for entry in entries:
         deliveries = counts.get(entry.entry_id, 1)
         if deliveries > state.settings.max_deliveries:
@@ -106,7 +107,7 @@ async def _deliverable(
             )
             out.append(notice)
             continue
-        facts = await store.report_facts(entry.report_id)
+        facts = facts_of.get(entry.report_id)
         if facts is None:  # the report outlived retention: nothing left to deliver, but say so
             await store.withhold(
                 partner, entry, compact_json({"partner": partner, "reason": "RETENTION_EXPIRED"})

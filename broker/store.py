@@ -250,19 +250,25 @@ class Store:
             return Stored("conflict")
         return Stored(outcome, int(result[1]), tuple(result[2].decode().split(",")), result[3])
 
-    async def report_facts(self, report_id: str) -> ReportFacts | None:
-        values = await self.redis.hmget(
-            report_key(report_id), ["envelope", "originator", "label", "suite", "recalled"]
-        )
-        if values[0] is None:
-            return None
-        return ReportFacts(
-            envelope=values[0],
-            originator=values[1].decode(),
-            label=values[2],
-            suite=values[3].decode(),
-            recalled=values[4] is not None,
-        )
+    async def report_facts(self, report_ids: Sequence[str]) -> dict[str, ReportFacts]:
+        """What delivery needs of each report, in one round trip; expired ones are absent."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for report_id in report_ids:
+                pipe.hmget(
+                    report_key(report_id), ["envelope", "originator", "label", "suite", "recalled"]
+                )
+            replies = await pipe.execute()
+        return {
+            report_id: ReportFacts(
+                envelope=values[0],
+                originator=values[1].decode(),
+                label=values[2],
+                suite=values[3].decode(),
+                recalled=values[4] is not None,
+            )
+            for report_id, values in zip(report_ids, replies, strict=True)
+            if values[0] is not None
+        }
 
     async def receipt_inputs(self, report_id: str) -> dict[str, bytes] | None:
         values = await self.redis.hgetall(report_key(report_id))

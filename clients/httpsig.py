@@ -20,6 +20,7 @@ keyid="GBR-sig-1";alg="ed25519";nonce="<unique per request>"
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,3 +162,27 @@ def signing_key_of(identity: Identity, now: datetime) -> tuple[str, bytes]:
         )
     best = max(valid, key=lambda k: (k.record.not_before, k.record.kid))
     return best.record.kid, best.private
+
+
+def sign_as(
+    identity: Identity,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    now: datetime,
+) -> dict[str, str]:
+    """:func:`sign_request` with ``identity``'s current key, ``created`` from ``now`` and a
+    fresh random nonce: what every client does for every request."""
+    kid, private = signing_key_of(identity, now)
+    return sign_request(
+        method,
+        url,
+        headers,
+        body,
+        key_id=kid,
+        private_key=private,
+        created=int(now.timestamp()),
+        nonce=secrets.token_urlsafe(16),
+    )

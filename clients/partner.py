@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from clients.errors import (
     TransportError,
     error_for_status,
 )
-from clients.httpsig import sign_request, signing_key_of
+from clients.httpsig import sign_as
 from clients.protocol.encoding import b64d
 from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from clients.protocol.identity import Identity, KeyRecord, Registry
@@ -179,20 +178,12 @@ class AsyncPartner:
         request = self._http.build_request(
             method, path, params=params, content=body, headers=headers
         )
-        now = self._clock()
-        kid, private = signing_key_of(self.identity, now)
         request.headers.update(
-            sign_request(
-                method,
-                str(request.url),
-                dict(request.headers),
-                body,
-                key_id=kid,
-                private_key=private,
-                created=int(now.timestamp()),
-                nonce=secrets.token_urlsafe(16),
+            sign_as(
+                self.identity, method, str(request.url), dict(request.headers), body,
+                now=self._clock(),
             )
-        )
+        )  # fmt: skip
         return request
 
     async def _send(

@@ -102,7 +102,9 @@ class RunningBroker:
         write_policies(self.policies, **changes)
         assert self.run(self.state.reload_policies()), self.state.policy_error
 
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Any:
+        """The broker's Redis, synchronously. Typed ``Any`` as in ``broker.store``: redis-py
+        types replies as unions that ignore ``decode_responses``; these are always bytes."""
         return redis.Redis.from_url(self.settings.redis_url or "")
 
 

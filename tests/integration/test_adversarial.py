@@ -39,12 +39,6 @@ JSON: Final = {"content-type": "application/json"}
 ANY: Final = object()  # the details of this refusal are not checked
 
 
-def redis_of(broker: RunningBroker) -> Any:
-    """The broker's Redis, synchronously. Typed ``Any`` as in ``broker.store``: redis-py types
-    replies as unions that ignore ``decode_responses``, and these are always bytes."""
-    return broker.redis()
-
-
 # --- the attacker's toolbox -----------------------------------------------------------------
 
 
@@ -580,7 +574,7 @@ PREVIEW_AND_INBOX = [
 async def test_a_refused_request_is_answered_with_its_code_and_changes_nothing(
     broker: RunningBroker, attack: Attack
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with httpx.AsyncClient(timeout=BOUND_S) as client:
         accepted, request = attack.plan(World(broker, client))
         for prelude in accepted:
@@ -656,7 +650,7 @@ async def test_no_inbox_endpoint_has_a_parameter_that_names_a_partner(
 async def test_a_partner_reading_its_inbox_only_ever_gets_its_own_entries(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
@@ -683,7 +677,7 @@ async def test_a_partner_reading_its_inbox_only_ever_gets_its_own_entries(
 async def test_acking_another_partners_entry_ids_acks_nothing_in_its_inbox(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-import time
-from typing import Any
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,9 +13,8 @@ import pytest
 from broker import audit
 from broker.store import AUDIT_KEY
 from clients import Label
-from clients.httpsig import sign_request, signing_key_of
+from clients.httpsig import sign_as
 from clients.partner import AsyncPartner
-from tests.factories import NOW
 from tests.integration.conftest import RunningBroker, me
 
 LABEL = Label("SECRET", ["USA"], "RED")
@@ -25,12 +22,7 @@ LABEL = Label("SECRET", ["USA"], "RED")
 
 def signed_get(broker: RunningBroker, signer: str, path: str) -> httpx.Response:
     url = broker.url + path
-    kid, private = signing_key_of(me(signer), NOW)
-    headers = sign_request(
-        "GET", url, {}, None, key_id=kid, private_key=private,
-        created=int(time.time()), nonce=secrets.token_urlsafe(16),
-    )  # fmt: skip
-    return httpx.get(url, headers=headers)
+    return httpx.get(url, headers=sign_as(me(signer), "GET", url, {}, None, now=datetime.now(UTC)))
 
 
 async def test_an_operator_reads_who_received_a_report_under_which_agreement(
@@ -85,7 +77,7 @@ async def test_audit_verify_accepts_the_sealed_trail_and_catches_a_deleted_entry
     assert verified.returncode == 0, verified.stderr
     assert "ok: 3 entries, 1 signed checkpoints; 3 entries covered" in verified.stdout
 
-    r: Any = broker.redis()
+    r = broker.redis()
     first_id = r.xrange(AUDIT_KEY, count=1)[0][0]
     r.xdel(AUDIT_KEY, first_id)
     broken = run_verify(broker)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -24,7 +23,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
 from clients import AuthenticationError, Label
-from clients.httpsig import sign_request, signing_key_of
+from clients.httpsig import sign_as
 from clients.keyfile import Identity
 from clients.partner import AsyncPartner, Delivery, Report
 from clients.protocol.encoding import b64e, format_time
@@ -46,12 +45,6 @@ BOUND_S = 10.0
 VISIBILITY_S = 1.0
 HEARTBEAT_S = 1.0
 MAX_DELIVERIES = 3
-
-
-def redis_of(broker: RunningBroker) -> Any:
-    """The broker's Redis, synchronously. Typed ``Any`` as in ``broker.store``: redis-py types
-    replies as unions that ignore ``decode_responses``, and these are always bytes."""
-    return broker.redis()
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -91,19 +84,8 @@ def signed_request(
 ) -> httpx.Request:
     """A request signed the way any RFC 9421 client signs it, for the exact URL sent."""
     request = client.build_request(method, url, content=body, headers=dict(headers or {}))
-    now = datetime.now(UTC)
-    kid, private = signing_key_of(who, now)
     request.headers.update(
-        sign_request(
-            method,
-            str(request.url),
-            dict(request.headers),
-            body,
-            key_id=kid,
-            private_key=private,
-            created=int(now.timestamp()),
-            nonce=secrets.token_urlsafe(16),
-        )
+        sign_as(who, method, str(request.url), dict(request.headers), body, now=datetime.now(UTC))
     )
     return request
 
@@ -212,7 +194,7 @@ def enc_keys(decisions: Mapping[str, Any]) -> list[tuple[str, KeyRecord]]:
 async def test_preview_grants_are_exactly_the_partners_whose_inbox_gets_the_report(
     broker: RunningBroker, originator: str, label: Label, suite: str, expected: set[str]
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with AsyncPartner(broker.url, me(originator)) as sender:
         decisions = await sender.preview(label, suite=suite)
         granted = {pid for pid, d in decisions.items() if d.granted}
@@ -239,7 +221,7 @@ async def test_preview_grants_are_exactly_the_partners_whose_inbox_gets_the_repo
 async def test_reposting_the_same_envelope_bytes_returns_the_identical_receipt_and_adds_nothing(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     gbr = me("GBR")
     async with AsyncPartner(broker.url, gbr) as node:
         envelope = seal(
@@ -268,7 +250,7 @@ async def test_reposting_the_same_envelope_bytes_returns_the_identical_receipt_a
 async def test_reposting_an_id_with_other_bytes_is_a_409_id_conflict_and_changes_nothing(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     gbr = me("GBR")
     async with AsyncPartner(broker.url, gbr) as node:
         receipt = await node.publish(BUNDLE, BALTIC)
@@ -351,7 +333,7 @@ async def test_sse_delivers_to_an_entitled_partner_and_nothing_to_a_non_entitled
             await stop(usa_first)
             await usa_stream.aclose()  # type: ignore[attr-defined]
             await deu_stream.aclose()  # type: ignore[attr-defined]
-    assert inbox_report_ids(redis_of(broker), "DEU") == []
+    assert inbox_report_ids(broker.redis(), "DEU") == []
 
 
 async def test_sse_resume_with_last_event_id_returns_the_unacked_entries_after_that_id(
@@ -387,7 +369,7 @@ async def test_sse_resume_with_last_event_id_returns_the_unacked_entries_after_t
 async def test_an_unacked_entry_is_redelivered_after_the_visibility_timeout(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
@@ -418,7 +400,7 @@ async def test_a_long_poll_returns_an_entry_whose_visibility_timeout_expires_whi
 async def test_an_entry_delivered_max_deliveries_times_without_ack_goes_to_the_dead_letters(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     seen: list[str] = []
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
@@ -443,7 +425,7 @@ async def test_an_entry_delivered_max_deliveries_times_without_ack_goes_to_the_d
 
 
 async def test_ack_removes_the_entry_from_pending(broker: RunningBroker) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
@@ -466,7 +448,7 @@ async def test_ack_removes_the_entry_from_pending(broker: RunningBroker) -> None
 async def test_suspending_a_recipient_closes_its_live_stream_and_stops_delivery(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     events: list[ServerSentEvent] = []
     # USA's subscription is live before the suspension.
     reader = asyncio.create_task(stream_reports(broker, me("USA"), events, consumer="live"))
@@ -497,7 +479,7 @@ async def test_suspending_a_recipient_closes_its_live_stream_and_stops_delivery(
 async def test_ending_an_agreement_after_posting_stops_delivery_of_queued_reports(
     broker: RunningBroker,
 ) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
         receipt = await gbr.publish(BUNDLE, BALTIC)
     assert receipt.id in inbox_report_ids(r, "USA")
@@ -520,7 +502,7 @@ async def test_ending_an_agreement_after_posting_stops_delivery_of_queued_report
 
 
 def test_the_sync_partner_publishes_receives_and_acks(broker: RunningBroker) -> None:
-    r = redis_of(broker)
+    r = broker.redis()
     with Partner(broker.url, me("GBR")) as gbr, Partner(broker.url, me("EST")) as est:
         receipt = gbr.publish(BUNDLE, BALTIC)
         reports = est.inbox(wait_s=2)

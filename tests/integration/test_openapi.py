@@ -3,8 +3,7 @@ them, never get a 5xx, and every answer matches the documented responses (schema
 
 from __future__ import annotations
 
-import secrets
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -12,8 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from clients.httpsig import sign_request, signing_key_of
-from tests.factories import NOW
+from clients.httpsig import sign_as
 from tests.integration.conftest import RunningBroker, me
 
 
@@ -21,21 +19,14 @@ class PartnerSignature(requests.auth.AuthBase):
     """Signs each prepared request exactly as the SDK does (RFC 9421, GBR's key)."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        kid, private = signing_key_of(me("GBR"), NOW)
         raw = request.body
         body = raw.encode() if isinstance(raw, str) else raw if isinstance(raw, bytes) else None
         request.headers.update(
-            sign_request(
-                str(request.method),
-                str(request.url),
-                dict(request.headers),
-                body or None,
-                key_id=kid,
-                private_key=private,
-                created=int(time.time()),
-                nonce=secrets.token_urlsafe(16),
+            sign_as(
+                me("GBR"), str(request.method), str(request.url), dict(request.headers),
+                body or None, now=datetime.now(UTC),
             )
-        )
+        )  # fmt: skip
         return request
 
 

@@ -18,7 +18,7 @@ TO_USA_AND_EST = Label("RESTRICTED", ["USA", "EST"], "AMBER", topics=["apt"])
 
 
 def withheld(broker: RunningBroker, report_id: str) -> list[dict[str, Any]]:
-    r: Any = broker.redis()
+    r = broker.redis()
     return [
         json.loads(fields[b"data"])
         for _, fields in r.xrange(AUDIT_KEY)

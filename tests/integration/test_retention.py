@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from broker import retention
 from broker.store import AUDIT_KEY, inbox_key, report_key
@@ -20,7 +19,7 @@ async def test_an_entry_whose_report_expired_is_withheld_and_audited(broker: Run
         receipt = await gbr.publish(
             {"type": "bundle", "objects": []}, Label("SECRET", ["USA"], "RED")
         )
-        r: Any = broker.redis()
+        r = broker.redis()
         r.delete(report_key(receipt.id))  # what PEXPIRE does when retention runs out
         assert await usa.inbox(wait_s=0.5) == []
     withheld = [
@@ -47,7 +46,7 @@ async def test_retention_trims_old_entries_and_tells_a_partner_what_it_never_ack
         await usa.inbox(wait_s=2)  # delivered, never acknowledged
         await gbr.publish({"type": "bundle", "objects": []}, to_usa)  # never even delivered
 
-        r: Any = broker.redis()
+        r = broker.redis()
         cutoff_ms = int(r.xinfo_stream(inbox_key("USA"))["last-generated-id"].split(b"-")[0]) + 1
         trimmed, lost = broker.run(broker.state.store.trim_inbox("USA", cutoff_ms))
 
@@ -73,7 +72,7 @@ async def test_a_partner_that_acknowledged_everything_gets_no_gap(broker: Runnin
         await gbr.publish({"type": "bundle", "objects": []}, Label("SECRET", ["USA"], "RED"))
         (report,) = await usa.inbox(wait_s=2)
         await report.ack()
-        r: Any = broker.redis()
+        r = broker.redis()
         cutoff_ms = int(r.xinfo_stream(inbox_key("USA"))["last-generated-id"].split(b"-")[0]) + 1
         assert broker.run(broker.state.store.trim_inbox("USA", cutoff_ms)) == (1, 0)
         assert await usa.inbox(wait_s=0.5) == []
