@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from redis.exceptions import RedisError
+from sse_starlette.sse import AppStatus
 
 from broker import audit, retention
 from broker.api import audit as audit_api
 from broker.api import directory, health, inbox, reports
 from broker.api import errors as api_errors
+from broker.connections import connect
 from broker.keys import load_or_create
 from broker.policy.load import load_policies
 from broker.settings import Settings, get_settings
@@ -30,6 +32,10 @@ log = logging.getLogger("tearline.broker")
 
 # How often the policy folder is checked for edits.
 POLICY_POLL_S = 5.0
+# How often a broker that started while Redis was away tries to set up the inboxes again, and
+# how often it looks for the server's shutdown signal.
+SETUP_RETRY_S = 1.0
+SHUTDOWN_POLL_S = 0.2
 
 
 def _policy_mtime(folder: Path) -> float:
@@ -65,6 +71,37 @@ async def _watch_policies(state: BrokerState, interval_s: float) -> None:
             await state.reload_policies()
 
 
+async def _set_up_inboxes(state: BrokerState) -> None:
+    """Make every partner's inbox and group; while Redis is away, keep trying (the broker
+    serves 503 meanwhile and needs no restart when Redis comes back)."""
+    while True:
+        try:
+            await state.store.ensure_inboxes(state.policy.registry.ids)
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("Redis unavailable at start (%s); retrying", exc)
+            await asyncio.sleep(SETUP_RETRY_S)
+
+
+def _server_exiting() -> bool:
+    """Whether the uvicorn server running this app has begun a graceful shutdown.
+
+    uvicorn tells the app only after every connection has closed, so it is asked directly: its
+    SIGTERM handler is a method of the server, whose ``should_exit`` the signal sets. (The flag
+    sse-starlette keeps, ``AppStatus``, is set only when it was imported before uvicorn installed
+    its handlers, which a ``--factory`` app is not.)"""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return AppStatus.should_exit or bool(getattr(server, "should_exit", False))
+
+
+async def _watch_shutdown(state: BrokerState) -> None:
+    """Tell the delivery loops when the server begins a graceful shutdown, so blocked reads end
+    and long polls answer at once instead of being cut when the grace period runs out."""
+    while not _server_exiting():
+        await asyncio.sleep(SHUTDOWN_POLL_S)
+    state.stopping.set()
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
 ) -> FastAPI:
@@ -78,12 +115,15 @@ def create_app(
                 "or point REDIS_URL at a Redis server"
             )
         policy = load_policies(settings.policies_dir)
-        redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
-        store = Store(redis)
-        await store.ensure_inboxes(policy.registry.ids)
+        clients = connect(settings)
+        store = Store(clients.commands, clients.blocking)
         key = load_or_create(settings.broker_key_path)
         state = BrokerState(settings, policy, store, key, clock)
         app.state.broker = state
+        setup = asyncio.create_task(_set_up_inboxes(state))
+        with contextlib.suppress(asyncio.TimeoutError):  # served 503 until Redis is back
+            await asyncio.wait_for(asyncio.shield(setup), timeout=settings.redis_connect_timeout_s)
+        shutdown = asyncio.create_task(_watch_shutdown(state))
         watcher = asyncio.create_task(_watch_policies(state, POLICY_POLL_S))
         sealer = asyncio.create_task(
             _every(state, "audit-sealer", settings.audit_checkpoint_s, audit.seal)
@@ -95,11 +135,12 @@ def create_app(
         try:
             yield
         finally:
-            for task in (watcher, sealer, trimmer):
+            state.stopping.set()
+            for task in (setup, shutdown, watcher, sealer, trimmer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await redis.aclose()
+            await clients.aclose()
 
     app = FastAPI(
         title="Tearline broker",

@@ -3,19 +3,31 @@
 The engine runs again at delivery time: a partner suspended, an agreement ended or a key
 revoked after a report was posted stops its delivery at once. A withheld entry is acked (it
 will never be deliverable under the policy that refused it) and recorded in the audit stream.
+
+An entry that cannot be delivered for a reason of its own (its label no longer parses under
+today's scheme, its report is unreadable) is a *poison* entry: it goes to the dead-letter
+stream on its own, with the reason, and never fails the poll or takes valid entries with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from broker.connections import block_slice_ms
 from broker.state import BrokerState
-from broker.store import InboxEntry
+from broker.store import InboxEntry, ReportFacts
+from clients.errors import TearlineError
 from clients.protocol.encoding import compact_json
 from clients.protocol.label import Label
+
+log = logging.getLogger("tearline.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +70,7 @@ async def next_batch(
     deadline = time.monotonic() + wait_s
     # Block in slices, so an entry whose visibility timeout runs out during a long wait is
     # claimed within a quarter of that timeout rather than after the whole wait.
-    slice_ms = max(100, state.settings.visibility_timeout_ms // 4)
+    slice_ms = block_slice_ms(state.settings)
     while True:
         entries: list[InboxEntry] = []
         if after is not None:
@@ -75,13 +87,42 @@ async def next_batch(
             )
         if len(entries) < limit:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            block = min(remaining_ms, slice_ms) if not entries and remaining_ms > 0 else None
-            entries += await store.read_inbox(
-                partner, consumer, count=limit - len(entries), block_ms=block
-            )
+            # Never 0: to Redis, BLOCK 0 means forever.
+            may_block = not entries and remaining_ms > 0 and not state.stopping.is_set()
+            count = limit - len(entries)
+            if may_block:
+                entries += await _read_unless_stopping(
+                    state, partner, consumer, count, min(remaining_ms, slice_ms)
+                )
+            else:
+                entries += await store.read_inbox(partner, consumer, count=count, block_ms=None)
         delivered = await _deliverable(state, partner, entries)
-        if delivered or time.monotonic() >= deadline:
+        if delivered or time.monotonic() >= deadline or state.stopping.is_set():
             return delivered
+
+
+async def _read_unless_stopping(
+    state: BrokerState, partner: str, consumer: str, count: int, block_ms: int
+) -> list[InboxEntry]:
+    """A blocking read that ends early, empty, when the server starts shutting down.
+
+    An entry Redis handed over just as the read was cancelled stays pending for this consumer
+    and comes back after the visibility timeout: at least once, never lost."""
+    read = asyncio.ensure_future(
+        state.store.read_inbox(partner, consumer, count=count, block_ms=block_ms)
+    )
+    stop = asyncio.ensure_future(state.stopping.wait())
+    try:
+        await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if read.done():
+            return read.result()
+        return []
+    finally:
+        for task in (read, stop):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _deliverable(
@@ -92,7 +133,6 @@ async def _deliverable(
     store = state.store
     counts = await store.delivery_counts(partner, [e.entry_id for e in entries])
     now = state.clock()
-    policy = state.policy
     out = []
     facts_of = await store.report_facts([e.report_id for e in entries if e.kind == "report"])
     for entry in entries:
@@ -113,18 +153,33 @@ async def _deliverable(
                 partner, entry, compact_json({"partner": partner, "reason": "RETENTION_EXPIRED"})
             )
             continue
-        label = Label.from_dict(json.loads(facts.label))
-        decision = policy.decide(
-            label, facts.originator, facts.suite, now, recalled=facts.recalled, partners=[partner]
-        )[partner]
-        if decision.reason is not None:
+        try:
+            reason = _refusal(state, partner, facts, now)
+        except (TearlineError, ValueError, KeyError, TypeError) as exc:
+            # Poison: this entry cannot be judged today (say, its label names a caveat the
+            # operator removed from the scheme). It alone is set aside, for the operator to
+            # inspect and replay once the cause is fixed; the rest of the batch goes out.
+            why = exc.message if isinstance(exc, TearlineError) else f"{type(exc).__name__}: {exc}"
+            log.warning("inbox %s entry %s dead-lettered: %s", partner, entry.entry_id, why)
+            await store.dead_letter(partner, entry, f"undeliverable: {why}")
+            continue
+        if reason is not None:
             await store.withhold(
                 partner,
                 entry,
-                compact_json({"partner": partner, "reason": decision.reason.value}),
+                compact_json({"partner": partner, "reason": reason}),
             )
             continue
         out.append(
             Delivered(entry.entry_id, entry.report_id, facts.originator, facts.envelope, deliveries)
         )
     return out
+
+
+def _refusal(state: BrokerState, partner: str, facts: ReportFacts, now: datetime) -> str | None:
+    """The engine's reason to withhold this report from ``partner`` today, or None to deliver."""
+    label = Label.from_dict(json.loads(facts.label))
+    decision = state.policy.decide(
+        label, facts.originator, facts.suite, now, recalled=facts.recalled, partners=[partner]
+    )[partner]
+    return None if decision.reason is None else decision.reason.value

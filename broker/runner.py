@@ -58,6 +58,9 @@ def broker_in_thread(app: FastAPI, port: int | None = None) -> Iterator[Threaded
     try:
         yield ThreadedBroker(f"http://127.0.0.1:{port}", app, loop)
     finally:
+        state = getattr(app.state, "broker", None)
+        if state is not None:  # what a SIGTERM tells a served app (broker.app._watch_shutdown)
+            loop.call_soon_threadsafe(state.stopping.set)
         server.should_exit = True
         thread.join(timeout=15)
         # Tasks that outlived the server (an SSE stream's watcher) end here, not in a warning.

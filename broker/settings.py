@@ -13,6 +13,8 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+# The longest long poll the API offers (`GET /v1/inbox?wait=`).
+LONG_POLL_LIMIT_S = 60
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -49,8 +51,25 @@ class Settings(BaseSettings):
     # How often the audit trail gets a signed checkpoint (when it has new entries).
     audit_checkpoint_s: Annotated[float, Field(gt=0)] = 10.0
     max_deliveries: PositiveInt = 5
-    long_poll_max_s: PositiveInt = 30
+    # The longest `GET /v1/inbox?wait=` the API promises (its schema says the same).
+    long_poll_max_s: Annotated[int, Field(gt=0, le=LONG_POLL_LIMIT_S)] = LONG_POLL_LIMIT_S
     sse_heartbeat_s: PositiveInt = 15
+
+    # Redis clients, configured here rather than inherited from redis-py (whose defaults have
+    # changed between releases and once cut every long poll at 5 s). Two pools: one for the
+    # commands every request needs (ingest, acks, nonces), one only for blocking reads, so
+    # subscribers waiting can never take the connections that ingest and authentication need.
+    redis_connect_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    # For commands that do not block; the blocking pool adds the longest block it issues.
+    redis_socket_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    redis_health_check_s: PositiveInt = 15
+    redis_pool_size: PositiveInt = 64
+    # How long a request waits for a free connection of the command pool before a 503.
+    redis_pool_wait_s: Annotated[float, Field(gt=0)] = 2.0
+    # Blocking readers (long polls and SSE streams waiting on Redis) per broker process, and
+    # per partner: one partner can hold at most its share, never the whole pool.
+    blocking_readers_max: PositiveInt = 64
+    blocking_readers_per_partner: PositiveInt = 8
     retention_days: PositiveInt = 30
     # How often inboxes are trimmed to the retention window.
     retention_check_s: Annotated[float, Field(gt=0)] = 3600.0
@@ -70,6 +89,15 @@ class Settings(BaseSettings):
             data = {k: v for k, v in data.items() if k != "broker_key_path"}
             data["broker_key_path"] = Path(data.get("data_dir") or "data") / "broker.identity.json"
         return data
+
+    @model_validator(mode="after")
+    def _per_partner_within_total(self) -> Settings:
+        if self.blocking_readers_per_partner > self.blocking_readers_max:
+            raise ValueError(
+                "blocking_readers_per_partner cannot exceed blocking_readers_max "
+                f"({self.blocking_readers_per_partner} > {self.blocking_readers_max})"
+            )
+        return self
 
     @field_validator("redis_url", "public_url", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from broker.policy.engine import Policy
 from broker.policy.load import load_policies
 from broker.settings import Settings
 from broker.store import Store
+from broker.waiters import Waiters
 from clients.errors import PolicyError
 
 log = logging.getLogger("tearline.broker")
@@ -29,6 +31,15 @@ class BrokerState:
     key: BrokerKey
     clock: Callable[[], datetime] = utc_now
     policy_error: str | None = field(default=None)
+    waiters: Waiters = field(init=False)
+    # Set when the server starts shutting down: blocked reads end, streams say goodbye.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.waiters = Waiters(
+            total=self.settings.blocking_readers_max,
+            per_partner=self.settings.blocking_readers_per_partner,
+        )
 
     async def reload_policies(self) -> bool:
         """Load the policy folder again; on any problem keep the last good policy and say why."""

@@ -14,6 +14,7 @@ idempotency record (the digest in the report hash) and audit entry, before the 2
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -144,6 +145,36 @@ return {trimmed, lost}
 """
 
 
+_REPLAY_LUA: Final = """
+-- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream
+-- ARGV[1] dead letter id, ARGV[2] audit data
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return false end
+local f = {}
+for j = 1, #found[1][2], 2 do f[found[1][2][j]] = found[1][2][j + 1] end
+local entry = {'report', f['report'] or '', 'originator', f['originator'] or ''}
+if f['kind'] and f['kind'] ~= 'report' then
+  entry[#entry + 1] = 'kind'
+  entry[#entry + 1] = f['kind']
+end
+if f['kind'] == 'gap' then
+  for _, name in ipairs({'lost', 'before'}) do
+    entry[#entry + 1] = name
+    entry[#entry + 1] = f[name] or ''
+  end
+end
+local new_id = redis.call('XADD', KEYS[2], '*', unpack(entry))
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[3], '*', 'event', 'replayed', 'report', f['report'] or '',
+           'data', ARGV[2])
+return new_id
+"""
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
 def report_key(report_id: str) -> str:
     return f"tl:report:{{{report_id}}}"
 
@@ -204,13 +235,16 @@ class ReportFacts:
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, blocking: aioredis.Redis | None = None) -> None:
         # redis-py types replies as unions that ignore decode_responses; ours are always bytes.
         self.redis: Any = redis
+        # Blocking reads only (broker.connections): they never hold a connection of `redis`.
+        self.blocking: Any = blocking if blocking is not None else redis
         self._ingest = redis.register_script(_INGEST_LUA)
         self._recall = redis.register_script(_RECALL_LUA)
         self._ack = redis.register_script(_ACK_LUA)
         self._trim = redis.register_script(_TRIM_LUA)
+        self._replay = redis.register_script(_REPLAY_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -281,19 +315,35 @@ class Store:
     async def read_inbox(
         self, partner: str, consumer: str, *, count: int, block_ms: int | None, after: str = ">"
     ) -> list[InboxEntry]:
-        """New entries (``after=">"``) or this consumer's pending ones after an entry id."""
-        reply = await self.redis.xreadgroup(
-            GROUP, consumer, {inbox_key(partner): after}, count=count, block=block_ms
-        )
+        """New entries (``after=">"``) or this consumer's pending ones after an entry id.
+
+        A read that blocks (``block_ms`` > 0) goes through the blocking client."""
+        client = self.blocking if block_ms else self.redis
+        streams = {inbox_key(partner): after}
+        try:
+            reply = await client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        except ResponseError as exc:
+            if not _no_group(exc):
+                raise
+            # A Redis that lost its data (no AOF, a flush) lost the groups too: make it again.
+            await self.ensure_inboxes([partner])
+            reply = await client.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
         return _entries(reply)
 
     async def claim_stale(
         self, partner: str, consumer: str, *, idle_ms: int, count: int
     ) -> list[InboxEntry]:
         """Entries delivered to some consumer and not acked within the visibility timeout."""
-        reply = await self.redis.xautoclaim(
-            inbox_key(partner), GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=count
-        )
+        try:
+            reply = await self.redis.xautoclaim(
+                inbox_key(partner), GROUP, consumer, min_idle_time=idle_ms, start_id="0-0",
+                count=count,
+            )  # fmt: skip
+        except ResponseError as exc:
+            if not _no_group(exc):
+                raise
+            await self.ensure_inboxes([partner])
+            return []
         return _entries([[inbox_key(partner).encode(), reply[1]]])
 
     async def delivery_counts(self, partner: str, entry_ids: Sequence[str]) -> dict[str, int]:
@@ -316,13 +366,49 @@ class Store:
         return int(await self._ack(keys=keys, args=[partner, *entry_ids]))
 
     async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> None:
+        """Set an entry aside for the operator, with the reason; audited, atomically."""
+        fields: dict[str, Any] = {
+            "entry": entry.entry_id,
+            "report": entry.report_id,
+            "originator": entry.originator,
+            "kind": entry.kind,
+            "reason": reason,
+        }
+        if entry.kind == "gap":
+            fields |= {"lost": entry.lost, "before": entry.before}
+        audit = {"partner": partner, "entry": entry.entry_id, "reason": reason}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                dead_key(partner),
-                {"entry": entry.entry_id, "report": entry.report_id, "reason": reason},
-            )
+            pipe.xadd(dead_key(partner), fields)
             pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
+            pipe.xadd(
+                AUDIT_KEY,
+                {"event": "dead_lettered", "report": entry.report_id, "data": _json(audit)},
+            )
             await pipe.execute()
+
+    async def dead_letters(
+        self, partner: str, *, after: str | None, count: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """``partner``'s dead letters after ``after`` (exclusive), oldest first."""
+        low = f"({after}" if after else "-"
+        reply = await self.redis.xrange(dead_key(partner), min=low, max="+", count=count)
+        return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()}) for i, f in reply]
+
+    async def dead_letter_entry(self, partner: str, dead_id: str) -> dict[str, str] | None:
+        reply = await self.redis.xrange(dead_key(partner), min=dead_id, max=dead_id, count=1)
+        if not reply:
+            return None
+        return {k.decode(): v.decode() for k, v in reply[0][1].items()}
+
+    async def replay_dead_letter(self, partner: str, dead_id: str, operator: str) -> str | None:
+        """Put a dead letter back in ``partner``'s inbox as a new entry (delivery re-checks the
+        policy as for any entry), remove it from the dead letters, audit who did it. Returns
+        the new entry id, or None when there is no such dead letter (already replayed)."""
+        reply = await self._replay(
+            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY],
+            args=[dead_id, _json({"partner": partner, "dead_letter": dead_id, "by": operator})],
+        )
+        return reply.decode() if reply else None
 
     async def report_routing(self, report_id: str) -> tuple[str, list[str]] | None:
         """The originator and the recipients of a stored report."""
@@ -395,6 +481,10 @@ class Store:
             if report_id is None or row.get("report") == report_id:
                 out.append({"entry": entry_id.decode(), **row})
         return out
+
+
+def _no_group(exc: ResponseError) -> bool:
+    return str(exc).startswith("NOGROUP")
 
 
 def _entries(reply: Any) -> list[InboxEntry]:

@@ -28,13 +28,25 @@ class TearlineError(Exception):
     """Root of every error Tearline raises on purpose."""
 
     code: str = "tearline_error"
+    #: Seconds after which trying again may succeed (HTTP ``Retry-After``); None: don't retry
+    #: the same request unchanged.
+    retry_after_s: int | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class InputError(TearlineError):
@@ -110,6 +122,7 @@ class DeniedError(TearlineError):
 
 class RateLimitedError(DeniedError):
     code = "rate_limited"
+    retry_after_s = 1
 
 
 class TransportError(TearlineError):
@@ -118,6 +131,7 @@ class TransportError(TearlineError):
 
 class UnavailableError(TransportError):
     code = "unavailable"
+    retry_after_s = 1
 
 
 class InternalError(TearlineError):

@@ -7,9 +7,17 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clients.errors import HTTP_STATUS, EnvelopeError, InputError, TearlineError
+from clients.errors import (
+    HTTP_STATUS,
+    EnvelopeError,
+    InputError,
+    InternalError,
+    TearlineError,
+    UnavailableError,
+)
 
 log = logging.getLogger("tearline.broker")
 
@@ -37,10 +45,43 @@ async def _tearline_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, EnvelopeError):
         # The caller learns only that it failed; the reason goes to the operator's log.
         log.info("envelope refused: %s", exc.reason)
-    headers = {"WWW-Authenticate": 'Signature realm="tearline"'} if status_of(exc) == 401 else None
-    return JSONResponse(
-        error_body(exc.code, exc.message, exc.details), status_of(exc), headers=headers
+    return error_response(exc)
+
+
+def error_response(exc: TearlineError) -> JSONResponse:
+    status = status_of(exc)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Signature realm="tearline"'
+    if exc.retry_after_s is not None and status in (429, 503):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
+
+
+def redis_outage(exc: RedisError) -> TearlineError:
+    """What a Redis failure means to a caller: an outage to retry, or (a script's bug) ours."""
+    if isinstance(exc, ResponseError) and not isinstance(exc, BusyLoadingError | ReadOnlyError):
+        # A server that is full or cannot persist refuses writes until the operator acts; any
+        # other reply error is a bug of ours, never the caller's.
+        if str(exc).startswith(("MISCONF", "OOM", "LOADING", "MASTERDOWN", "TRYAGAIN")):
+            return UnavailableError("the broker's store refuses writes for now", code="store_busy")
+        return InternalError("the broker failed; the operator's log says why")
+    return UnavailableError(
+        "the broker's store is unreachable; nothing was changed, try again shortly",
+        code="store_unavailable",
     )
+
+
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RedisError)
+    error = redis_outage(exc)
+    log.warning("%s %s: Redis: %r", request.method, request.url.path, exc)
+    return error_response(error)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # A bug: the operator's log gets the traceback (Starlette logs it), the caller a sentence.
+    return error_response(InternalError("the broker failed; the operator's log says why"))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -63,3 +104,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TearlineError, _tearline_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -10,11 +11,17 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from redis.exceptions import RedisError
+
 from broker.api.deps import Body, Caller, State, body_schema, json_body
-from broker.api.errors import RequestShapeError
+from broker.api.errors import RequestShapeError, error_body, redis_outage
 from broker.api.reports import errors
+from broker.auth import Authenticated
 from broker.delivery import next_batch
 from broker.metrics import DELIVERIES
+from broker.settings import LONG_POLL_LIMIT_S
+from broker.state import BrokerState
+from clients.errors import TearlineError
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
@@ -60,16 +67,26 @@ class InboxPage(BaseModel):
     entries: list[Entry]
 
 
-@router.get("", summary="Long poll the caller's inbox", responses=errors(401, 422, 503))
+@router.get(
+    "",
+    summary="Long poll the caller's inbox",
+    description=f"Waits up to `wait` seconds (at most {LONG_POLL_LIMIT_S}) for a first entry. "
+    "A partner may hold a few long polls and streams open at once; past that, 429.",
+    responses=errors(401, 422, 429, 503),
+)
 async def inbox(
     state: State,
     caller: Caller,
-    wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for a first entry")] = 0,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=LONG_POLL_LIMIT_S, description="seconds to wait for a first entry"),
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     consumer: ConsumerQuery = "default",
 ) -> InboxPage:
     wait = min(wait, state.settings.long_poll_max_s)
-    batch = await next_batch(state, caller.partner, consumer, limit=limit, wait_s=wait)
+    with state.waiters.admit(caller.partner) if wait > 0 else contextlib.nullcontext():
+        batch = await next_batch(state, caller.partner, consumer, limit=limit, wait_s=wait)
     DELIVERIES.inc(len(batch))
     return InboxPage(entries=[Entry(**d.to_dict()) for d in batch])
 
@@ -77,7 +94,10 @@ async def inbox(
 @router.get(
     "/stream",
     summary="Server-Sent Events from the caller's inbox; resumes from Last-Event-ID",
-    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 422, 503)},
+    description="Events `report`, `recall` and `gap` carry an entry (the `id` is its entry id); "
+    "comments are heartbeats. The stream ends, to be resumed with `Last-Event-ID`, when the "
+    "broker shuts down, loses its store, or the caller's key or standing is withdrawn.",
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 422, 429, 503)},
 )
 async def stream(
     request: Request,
@@ -91,31 +111,56 @@ async def stream(
             _stream_id(last_event_id)
         except ValueError as exc:
             raise RequestShapeError(str(exc), details=[{"field": "header.last-event-id"}]) from None
+    state.waiters.check(caller.partner)  # refuse with 429 now, not after a 200
+    await state.store.ping()  # an outage is a 503 now, not a stream that dies at once
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         after = last_event_id
-        while not await request.is_disconnected():
-            partner = state.policy.registry.get(caller.partner)
-            if partner is None or not partner.active:
-                return  # suspended or removed since the stream opened: close it
-            batch = await next_batch(
-                state,
-                caller.partner,
-                consumer,
-                limit=10,
-                wait_s=state.settings.sse_heartbeat_s,
-                after=after,
+        try:
+            with state.waiters.admit(caller.partner):
+                while not state.stopping.is_set() and not await request.is_disconnected():
+                    if not _still_entitled(state, caller):
+                        return  # suspended, removed or key withdrawn since the stream opened
+                    batch = await next_batch(
+                        state,
+                        caller.partner,
+                        consumer,
+                        limit=10,
+                        wait_s=state.settings.sse_heartbeat_s,
+                        after=after,
+                    )
+                    after = None
+                    DELIVERIES.inc(len(batch))
+                    for delivered in batch:
+                        yield ServerSentEvent(
+                            data=json.dumps(delivered.to_dict()),
+                            id=delivered.entry_id,
+                            event=delivered.kind,
+                        )
+        except (TearlineError, RedisError) as exc:
+            # The response has started: no status to send. Say why and end the stream; the
+            # client resumes from its last event id (entries not acked come back).
+            error = exc if isinstance(exc, TearlineError) else redis_outage(exc)
+            body = error_body(error.code, error.message)
+            yield ServerSentEvent(
+                data=json.dumps(body), event="error", retry=1000 * (error.retry_after_s or 5)
             )
-            after = None
-            DELIVERIES.inc(len(batch))
-            for delivered in batch:
-                yield ServerSentEvent(
-                    data=json.dumps(delivered.to_dict()),
-                    id=delivered.entry_id,
-                    event=delivered.kind,
-                )
 
     return EventSourceResponse(events(), ping=state.settings.sse_heartbeat_s)
+
+
+def _still_entitled(state: BrokerState, caller: Authenticated) -> bool:
+    """What the stream's opening request proved must still hold: an active partner whose
+    signing key is still valid (not revoked, not expired)."""
+    partner = state.policy.registry.get(caller.partner)
+    owner = state.policy.registry.key(caller.kid)
+    return (
+        partner is not None
+        and partner.active
+        and owner is not None
+        and owner.partner == caller.partner
+        and owner.record.valid_at(state.clock())
+    )
 
 
 class AckRequest(BaseModel):
