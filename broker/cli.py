@@ -154,6 +154,10 @@ def serve(
             "TEARLINE_WORKERS": str(settings.workers),
         }
     )
+    if settings.workers > 1:
+        from broker.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(settings.data_dir / "metrics")
     s = policy.summary()
     typer.echo(
         f"policy ok: scheme {s['policy']}, {s['partners']} partners, {s['agreements']} agreements",

@@ -18,7 +18,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from broker.settings import Settings
@@ -48,6 +48,9 @@ def connect(settings: Settings) -> RedisClients:
     """Both clients for ``settings.redis_url``. Connections are made lazily, so a broker can
     start while Redis is away and serves as soon as it is back, without a restart."""
     assert settings.redis_url is not None
+    # One quick retry on a broken connection (a Redis restart left it dead); never on a
+    # timeout, which could run a script twice. Every command the broker sends is safe to repeat.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1, (RedisConnectionError,))
     common: dict[str, Any] = {
         "socket_connect_timeout": settings.redis_connect_timeout_s,
         "socket_keepalive": True,
@@ -61,9 +64,7 @@ def connect(settings: Settings) -> RedisClients:
         max_connections=settings.redis_pool_size,
         timeout=settings.redis_pool_wait_s,
         socket_timeout=settings.redis_socket_timeout_s,
-        # One quick retry on a broken connection (a Redis restart); never on a timeout, which
-        # could run a script twice. Every command the broker sends is safe to repeat.
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1, (RedisConnectionError,)),
+        retry=retry,
         **common,
     )
     blocking_pool = BlockingConnectionPool.from_url(
@@ -71,9 +72,7 @@ def connect(settings: Settings) -> RedisClients:
         max_connections=settings.blocking_readers_max,
         timeout=settings.redis_pool_wait_s,
         socket_timeout=block_slice_ms(settings) / 1000 + settings.redis_socket_timeout_s,
-        # The delivery loop decides what a failed read means; a hidden retry would only double
-        # the time a subscriber waits to learn that Redis is away.
-        retry=Retry(NoBackoff(), 0),
+        retry=retry,
         **common,
     )
     return RedisClients(

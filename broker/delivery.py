@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.connections import block_slice_ms
+from broker.metrics import DEAD_LETTERED, WITHHELD
 from broker.state import BrokerState
 from broker.store import InboxEntry, ReportFacts
 from clients.errors import TearlineError
@@ -139,6 +140,7 @@ async def _deliverable(
         deliveries = counts.get(entry.entry_id, 1)
         if deliveries > state.settings.max_deliveries:
             await store.dead_letter(partner, entry, f"delivered {deliveries - 1} times without ack")
+            DEAD_LETTERED.labels(cause="max_deliveries").inc()
             continue
         if entry.kind != "report":  # a notice: it carries no report to re-check
             gap = {"lost": entry.lost, "before": entry.before} if entry.kind == "gap" else None
@@ -152,6 +154,7 @@ async def _deliverable(
             await store.withhold(
                 partner, entry, compact_json({"partner": partner, "reason": "RETENTION_EXPIRED"})
             )
+            WITHHELD.inc()
             continue
         try:
             reason = _refusal(state, partner, facts, now)
@@ -162,6 +165,7 @@ async def _deliverable(
             why = exc.message if isinstance(exc, TearlineError) else f"{type(exc).__name__}: {exc}"
             log.warning("inbox %s entry %s dead-lettered: %s", partner, entry.entry_id, why)
             await store.dead_letter(partner, entry, f"undeliverable: {why}")
+            DEAD_LETTERED.labels(cause="undeliverable").inc()
             continue
         if reason is not None:
             await store.withhold(
@@ -169,6 +173,7 @@ async def _deliverable(
                 entry,
                 compact_json({"partner": partner, "reason": reason}),
             )
+            WITHHELD.inc()
             continue
         out.append(
             Delivered(entry.entry_id, entry.report_id, facts.originator, facts.envelope, deliveries)

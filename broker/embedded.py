@@ -218,6 +218,16 @@ class EmbeddedRedis:
             # Only now: a stop interrupted half-way is finished by the atexit hook.
             atexit.unregister(self.stop)
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (fault tests): only what the AOF had fsynced
+        survives. :meth:`start` brings it back on the same port and data folder."""
+        with self._guard:
+            if self._process is not None:
+                self._process.kill()
+                self._reap()
+            self._release_lock()
+            atexit.unregister(self.stop)
+
     # -- how ------------------------------------------------------------------------------------
 
     def _command(self, executable: str, port: int) -> list[str]:

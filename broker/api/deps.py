@@ -14,8 +14,9 @@ from starlette.requests import ClientDisconnect
 
 from broker.api.errors import RequestShapeError
 from broker.auth import Authenticated, remember_nonce, verify_request
+from broker.metrics import AUTH_FAILURES
 from broker.state import BrokerState
-from clients.errors import InputError, TooLargeError, UnavailableError
+from clients.errors import AuthenticationError, InputError, TooLargeError, UnavailableError
 from clients.protocol.identity import Registry
 
 
@@ -66,16 +67,20 @@ def target_uri(request: Request, public_url: str | None) -> str:
 async def _signed_by(
     request: Request, state: BrokerState, body: bytes, signers: Registry
 ) -> Authenticated:
-    auth = verify_request(
-        request.method,
-        target_uri(request, state.settings.public_url),
-        request.headers,
-        body,
-        signers,
-        now=state.clock(),
-        replay_window_s=state.settings.replay_window_s,
-    )
-    await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
+    try:
+        auth = verify_request(
+            request.method,
+            target_uri(request, state.settings.public_url),
+            request.headers,
+            body,
+            signers,
+            now=state.clock(),
+            replay_window_s=state.settings.replay_window_s,
+        )
+        await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
+    except AuthenticationError as exc:
+        AUTH_FAILURES.labels(code=exc.code).inc()
+        raise
     return auth
 
 

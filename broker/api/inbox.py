@@ -9,9 +9,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
-
 from redis.exceptions import RedisError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from broker.api.deps import Body, Caller, State, body_schema, json_body
 from broker.api.errors import RequestShapeError, error_body, redis_outage

@@ -1,0 +1,76 @@
+"""A poison entry (one that cannot be delivered for a reason of its own) is set aside alone:
+dead-lettered with its reason and an audit entry, while the valid entries beside it go out."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import yaml
+
+from broker.store import AUDIT_KEY, dead_key, inbox_key, report_key
+from clients import Label
+from clients.sync import Partner
+from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
+
+BUNDLE = {"type": "bundle", "objects": []}
+
+
+def test_an_entry_whose_label_no_longer_parses_is_dead_lettered_and_the_rest_delivered(
+    broker: RunningBroker,
+) -> None:
+    # USA is accredited for CYBER-OPS; one of three reports carries that caveat.
+    accredited = copy.deepcopy(AGREEMENTS)
+    accredited["gbr-usa"]["parties"]["USA"] = {"caveats": ["CYBER-OPS"]}
+    broker.change_policies(agreements=accredited)
+    with Partner(broker.url, me("GBR")) as gbr:
+        first = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER"))
+        poison = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER", caveats=["CYBER-OPS"]))
+        last = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER"))
+
+    # The operator retires the caveat: from the agreement and from the marking scheme.
+    write_policies(broker.policies)
+    scheme = {**SCHEME, "caveats": []}
+    (broker.policies / "scheme.yaml").write_text(yaml.safe_dump(scheme))
+    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+
+    with Partner(broker.url, me("USA")) as usa:
+        received = usa.inbox(limit=10, wait_s=1)
+        assert [r.id for r in received] == [first.id, last.id]
+        usa.ack(r.entry_id for r in received)
+        assert usa.inbox(limit=10, wait_s=0) == []
+
+    r = broker.redis()
+    (dead,) = [fields for _, fields in r.xrange(dead_key("USA"))]
+    assert dead[b"report"].decode() == poison.id
+    assert b"CYBER-OPS" in dead[b"reason"]
+    audited = [
+        json.loads(fields[b"data"])
+        for _, fields in r.xrange(AUDIT_KEY)
+        if fields[b"event"] == b"dead_lettered"
+    ]
+    assert audited == [
+        {"partner": "USA", "entry": dead[b"entry"].decode(), "reason": dead[b"reason"].decode()}
+    ]
+    # Set aside, not destroyed: the report is still held for the operator to inspect or replay.
+    assert r.exists(report_key(poison.id))
+    assert r.xpending(inbox_key("USA"), "tl")["pending"] == 0
+
+
+def test_an_entry_whose_report_is_gone_is_withheld_and_the_rest_delivered(
+    broker: RunningBroker,
+) -> None:
+    with Partner(broker.url, me("GBR")) as gbr:
+        gone = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER"))
+        kept = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER"))
+    broker.redis().delete(report_key(gone.id))  # as if it had expired
+
+    with Partner(broker.url, me("USA")) as usa:
+        assert [r.id for r in usa.inbox(limit=10, wait_s=1)] == [kept.id]
+
+    withheld = [
+        json.loads(fields[b"data"])
+        for _, fields in broker.redis().xrange(AUDIT_KEY)
+        if fields[b"event"] == b"withheld" and fields[b"report"].decode() == gone.id
+    ]
+    assert withheld == [{"partner": "USA", "reason": "RETENTION_EXPIRED"}]
