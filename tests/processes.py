@@ -20,12 +20,13 @@ from broker.embedded import free_port
 
 
 class BrokerProcess:
-    """One ``tearline serve`` process; ``kill()`` is SIGKILL, ``stop()`` is SIGTERM."""
+    """One ``tearline serve`` process; ``kill()`` is SIGKILL, ``stop()`` is SIGTERM. With
+    ``redis_url=None`` it runs its own embedded redis-server in ``data_dir/redis``."""
 
     def __init__(
         self,
         *,
-        redis_url: str,
+        redis_url: str | None,
         policies: Path,
         data_dir: Path,
         port: int | None = None,
@@ -39,12 +40,14 @@ class BrokerProcess:
         self.log_path = log_path or data_dir / f"broker-{self.port}.log"
         self._env = {
             **os.environ,
-            "REDIS_URL": redis_url,
             "TEARLINE_POLICIES_DIR": str(policies),
             "TEARLINE_DATA_DIR": str(data_dir),
             **(env or {}),
         }
         self._env.pop("TEARLINE_REDIS_URL", None)
+        self._env.pop("REDIS_URL", None)
+        if redis_url is not None:  # None: `tearline serve` starts its embedded redis-server
+            self._env["REDIS_URL"] = redis_url
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

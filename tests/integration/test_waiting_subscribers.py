@@ -135,7 +135,9 @@ async def test_a_stream_refused_for_its_share_is_a_429_before_any_event(
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=30)) as client:
         opened = []
         for i in range(2):
-            headers = signed_headers("USA", url + f"?consumer=s{i}", {"accept": "text/event-stream"})
+            headers = signed_headers(
+                "USA", url + f"?consumer=s{i}", {"accept": "text/event-stream"}
+            )
             request = client.build_request("GET", url + f"?consumer=s{i}", headers=headers)
             response = await client.send(request, stream=True)
             assert response.status_code == 200
