@@ -124,7 +124,7 @@ def test_every_endpoint_answers_503_with_retry_after_while_redis_is_down(
 def test_the_broker_serves_again_when_redis_is_back_without_a_restart(
     world: tuple[EmbeddedRedis, ThreadedBroker, Path],
 ) -> None:
-    server, running, policies = world
+    server, running, _policies = world
     with Partner(running.url, me("GBR")) as gbr, Partner(running.url, me("USA")) as usa:
         before = gbr.publish(BUNDLE, LABEL, suite="pq-hybrid")
         server.kill()
