@@ -18,7 +18,7 @@ from sse_starlette.sse import AppStatus
 
 from broker import audit, retention
 from broker.api import audit as audit_api
-from broker.api import directory, health, inbox, reports
+from broker.api import deadletters, directory, health, inbox, reports
 from broker.api import errors as api_errors
 from broker.connections import connect
 from broker.keys import load_or_create
@@ -152,6 +152,6 @@ def create_app(
         lifespan=lifespan,
     )
     api_errors.install(app)
-    for module in (reports, inbox, directory, audit_api, health):
+    for module in (reports, inbox, directory, audit_api, deadletters, health):
         app.include_router(module.router)
     return app

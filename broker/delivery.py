@@ -139,8 +139,9 @@ async def _deliverable(
     for entry in entries:
         deliveries = counts.get(entry.entry_id, 1)
         if deliveries > state.settings.max_deliveries:
-            await store.dead_letter(partner, entry, f"delivered {deliveries - 1} times without ack")
-            DEAD_LETTERED.labels(cause="max_deliveries").inc()
+            why = f"delivered {deliveries - 1} times without ack"
+            if await store.dead_letter(partner, entry, why):
+                DEAD_LETTERED.labels(cause="max_deliveries").inc()
             continue
         if entry.kind != "report":  # a notice: it carries no report to re-check
             gap = {"lost": entry.lost, "before": entry.before} if entry.kind == "gap" else None
@@ -164,8 +165,8 @@ async def _deliverable(
             # inspect and replay once the cause is fixed; the rest of the batch goes out.
             why = exc.message if isinstance(exc, TearlineError) else f"{type(exc).__name__}: {exc}"
             log.warning("inbox %s entry %s dead-lettered: %s", partner, entry.entry_id, why)
-            await store.dead_letter(partner, entry, f"undeliverable: {why}")
-            DEAD_LETTERED.labels(cause="undeliverable").inc()
+            if await store.dead_letter(partner, entry, f"undeliverable: {why}"):
+                DEAD_LETTERED.labels(cause="undeliverable").inc()
             continue
         if reason is not None:
             await store.withhold(

@@ -145,6 +145,20 @@ return {trimmed, lost}
 """
 
 
+_DEAD_LETTER_LUA: Final = """
+-- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream
+-- ARGV: entry id, partner, reason, report id, then the dead letter's field/value pairs
+if redis.call('XACK', KEYS[2], 'tl', ARGV[1]) == 0 then return false end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local dead_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+local data = cjson.encode({partner = ARGV[2], entry = ARGV[1], reason = ARGV[3],
+                           dead_letter = dead_id})
+redis.call('XADD', KEYS[3], '*', 'event', 'dead_lettered', 'report', ARGV[4], 'data', data)
+return dead_id
+"""
+
+
 _REPLAY_LUA: Final = """
 -- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream
 -- ARGV[1] dead letter id, ARGV[2] audit data
@@ -245,6 +259,7 @@ class Store:
         self._ack = redis.register_script(_ACK_LUA)
         self._trim = redis.register_script(_TRIM_LUA)
         self._replay = redis.register_script(_REPLAY_LUA)
+        self._dead_letter = redis.register_script(_DEAD_LETTER_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -365,26 +380,21 @@ class Store:
         keys = [inbox_key(partner), AUDIT_KEY]
         return int(await self._ack(keys=keys, args=[partner, *entry_ids]))
 
-    async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> None:
-        """Set an entry aside for the operator, with the reason; audited, atomically."""
-        fields: dict[str, Any] = {
-            "entry": entry.entry_id,
-            "report": entry.report_id,
-            "originator": entry.originator,
-            "kind": entry.kind,
-            "reason": reason,
-        }
+    async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> str | None:
+        """Set an entry aside for the operator, with the reason; audited, atomically. Returns
+        the dead letter's id, or None when the entry was no longer pending (another broker set
+        it aside, or it was acked, first): an entry is never dead-lettered twice."""
+        fields: list[Any] = [
+            "entry", entry.entry_id, "report", entry.report_id, "originator", entry.originator,
+            "kind", entry.kind, "reason", reason,
+        ]  # fmt: skip
         if entry.kind == "gap":
-            fields |= {"lost": entry.lost, "before": entry.before}
-        audit = {"partner": partner, "entry": entry.entry_id, "reason": reason}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(dead_key(partner), fields)
-            pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
-            pipe.xadd(
-                AUDIT_KEY,
-                {"event": "dead_lettered", "report": entry.report_id, "data": _json(audit)},
-            )
-            await pipe.execute()
+            fields += ["lost", entry.lost, "before", entry.before]
+        reply = await self._dead_letter(
+            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY],
+            args=[entry.entry_id, partner, reason, entry.report_id, *fields],
+        )
+        return reply.decode() if reply else None
 
     async def dead_letters(
         self, partner: str, *, after: str | None, count: int

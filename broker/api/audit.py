@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1", tags=["operators"])
 
 class AuditPage(BaseModel):
     entries: list[dict[str, Any]] = Field(
-        description="newest first: event (accepted, withheld, recalled), report, data"
+        description="newest first: event (accepted, received, withheld, recalled, gap, "
+        "dead_lettered, replayed), report, data"
     )
     checkpoint: dict[str, Any] | None = Field(
         description="the latest signed checkpoint of the hash chain (body, kid, sig)"

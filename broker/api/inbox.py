@@ -28,15 +28,18 @@ ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
 _U64_MAX = (1 << 64) - 1
 
 
-def _stream_id(value: str) -> str:
-    """Redis stream ids are two unsigned 64-bit numbers; the pattern alone admits larger."""
+def check_stream_id(value: str) -> str:
+    """Redis stream ids are two unsigned 64-bit numbers; the pattern alone admits larger, and
+    its ``\\d`` (like ``int()``) admits non-ASCII digits ("١-١"), which Redis refuses."""
+    if not value.isascii():
+        raise ValueError(f"{value} is not a stream entry id (ASCII digits only)")
     ms, _, seq = value.partition("-")
     if int(ms) > _U64_MAX or int(seq) > _U64_MAX:
         raise ValueError(f"{value} is not a stream entry id (each part must fit in 64 bits)")
     return value
 
 
-EntryId = Annotated[str, Field(pattern=ENTRY_ID), AfterValidator(_stream_id)]
+EntryId = Annotated[str, Field(pattern=ENTRY_ID), AfterValidator(check_stream_id)]
 CONSUMER = r"^[A-Za-z0-9._-]{1,64}$"
 ConsumerQuery = Annotated[
     str,
@@ -107,7 +110,7 @@ async def stream(
 ) -> EventSourceResponse:
     if last_event_id is not None:
         try:
-            _stream_id(last_event_id)
+            check_stream_id(last_event_id)
         except ValueError as exc:
             raise RequestShapeError(str(exc), details=[{"field": "header.last-event-id"}]) from None
     state.waiters.check(caller.partner)  # refuse with 429 now, not after a 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import yaml
 
@@ -20,7 +21,7 @@ def test_an_entry_whose_label_no_longer_parses_is_dead_lettered_and_the_rest_del
     broker: RunningBroker,
 ) -> None:
     # USA is accredited for CYBER-OPS; one of three reports carries that caveat.
-    accredited = copy.deepcopy(AGREEMENTS)
+    accredited: dict[str, Any] = copy.deepcopy(AGREEMENTS)
     accredited["gbr-usa"]["parties"]["USA"] = {"caveats": ["CYBER-OPS"]}
     broker.change_policies(agreements=accredited)
     with Partner(broker.url, me("GBR")) as gbr:
@@ -49,8 +50,14 @@ def test_an_entry_whose_label_no_longer_parses_is_dead_lettered_and_the_rest_del
         for _, fields in r.xrange(AUDIT_KEY)
         if fields[b"event"] == b"dead_lettered"
     ]
+    (dead_id,) = [entry_id.decode() for entry_id, _ in r.xrange(dead_key("USA"))]
     assert audited == [
-        {"partner": "USA", "entry": dead[b"entry"].decode(), "reason": dead[b"reason"].decode()}
+        {
+            "partner": "USA",
+            "entry": dead[b"entry"].decode(),
+            "reason": dead[b"reason"].decode(),
+            "dead_letter": dead_id,
+        }
     ]
     # Set aside, not destroyed: the report is still held for the operator to inspect or replay.
     assert r.exists(report_key(poison.id))
