@@ -20,6 +20,7 @@ from broker import audit, retention
 from broker.api import audit as audit_api
 from broker.api import deadletters, directory, health, inbox, reports
 from broker.api import errors as api_errors
+from broker.api.limits import HeaderLimits
 from broker.connections import connect
 from broker.keys import load_or_create
 from broker.policy.load import load_policies
@@ -152,6 +153,9 @@ def create_app(
         lifespan=lifespan,
     )
     api_errors.install(app)
+    app.add_middleware(
+        HeaderLimits, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes
+    )
     for module in (reports, inbox, directory, audit_api, deadletters, health):
         app.include_router(module.router)
     return app

@@ -136,6 +136,14 @@ def serve(
             "invalid settings (options or TEARLINE_* variables):\n" + "\n".join(lines), 2
         ) from None
 
+    if settings.host in ("0.0.0.0", "::") and not settings.public_url:  # noqa: S104
+        # Listening on every interface, the broker cannot tell its own name from another's: a
+        # signature made for another deployment must not replay here (RFC 9421 @target-uri).
+        raise _fail(
+            f"--host {settings.host} needs TEARLINE_PUBLIC_URL: the URL partners use to reach "
+            "this broker (several, comma-separated, if they use several names)",
+            2,
+        )
     policy, problems = check_policies(settings.policies_dir)
     if policy is None:
         for problem in problems:
@@ -187,6 +195,11 @@ def serve(
             port=settings.port,
             workers=settings.workers,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            timeout_keep_alive=int(settings.keep_alive_timeout_s),
+            # X-Forwarded-For only from the proxies the operator named (uvicorn would trust
+            # 127.0.0.1 by default): the per-address budget must see the real client.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             server_header=False,
         )
 

@@ -75,9 +75,33 @@ class Settings(BaseSettings):
     retention_check_s: Annotated[float, Field(gt=0)] = 3600.0
     appendfsync: Literal["everysec", "always"] = "everysec"
 
-    # The URL partners sign against (RFC 9421 @target-uri) when the broker sits behind a proxy
-    # that rewrites scheme, host or path; None means the URL of the request as received.
+    # The URL partners sign against (RFC 9421 @target-uri): behind a proxy that rewrites scheme,
+    # host or path, the public one; several, comma-separated, when partners reach the broker by
+    # several names (the one whose authority matches the request's Host is used). None: the
+    # address the broker listens on (on loopback, `localhost` too); a request naming another
+    # host is refused, so a signature made for one deployment cannot replay on another.
     public_url: str | None = None
+
+    # --- bounds on what a client controls before it is authenticated (DESIGN §11) ---
+    max_header_count: PositiveInt = 100
+    max_header_bytes: PositiveInt = 16 * 1024
+    # A body (envelope, ack, preview) must arrive within this, or the request is a 408.
+    body_read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # uvicorn closes a connection idle between requests after this.
+    keep_alive_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Requests per second (and burst) one partner may make to one broker process, once signed.
+    partner_rate_per_s: Annotated[float, Field(gt=0)] = 100.0
+    partner_burst: PositiveInt = 200
+    # Failed signatures per second (and burst) one source address may cost a broker process;
+    # past that its requests are refused before any signature is verified.
+    failed_auth_rate_per_s: Annotated[float, Field(gt=0)] = 2.0
+    failed_auth_burst: PositiveInt = 20
+    # An SSE stream is closed after this; the client reconnects with a fresh signature, so an
+    # open stream never outlives the authorisation it was opened with by long.
+    stream_max_lifetime_s: PositiveInt = 3600
+    # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips); none by
+    # default, so a client cannot pick its own source address for the per-address budget.
+    trusted_proxies: str = ""
     # The broker's receipt-signing key; defaults to data_dir/broker.identity.json.
     broker_key_path: Path = Path("data/broker.identity.json")
 
@@ -109,8 +133,19 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str | None) -> str | None:
-        return value.rstrip("/") if value else value
+    def _public_urls(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+        for url in urls:
+            scheme, sep, rest = url.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest.split("/")[0]:
+                raise ValueError(f"{url!r} is not an http(s) URL such as https://tearline.example")
+        return ",".join(urls)
+
+    @property
+    def public_urls(self) -> tuple[str, ...]:
+        return tuple(self.public_url.split(",")) if self.public_url else ()
 
 
 def get_settings(**overrides: Any) -> Settings:

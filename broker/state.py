@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from broker.keys import BrokerKey
 from broker.policy.engine import Policy
 from broker.policy.load import load_policies
+from broker.ratelimit import TokenBuckets
 from broker.settings import Settings
 from broker.store import Store
 from broker.waiters import Waiters
@@ -32,6 +33,9 @@ class BrokerState:
     clock: Callable[[], datetime] = utc_now
     policy_error: str | None = field(default=None)
     waiters: Waiters = field(init=False)
+    # Per signer (partner or operator), once authenticated; per source address, for failures.
+    request_budget: TokenBuckets = field(init=False)
+    failed_auth: TokenBuckets = field(init=False)
     # Set when the server starts shutting down: blocked reads end, streams say goodbye.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -39,6 +43,11 @@ class BrokerState:
         self.waiters = Waiters(
             total=self.settings.blocking_readers_max,
             per_partner=self.settings.blocking_readers_per_partner,
+        )
+        s = self.settings
+        self.request_budget = TokenBuckets(rate_per_s=s.partner_rate_per_s, burst=s.partner_burst)
+        self.failed_auth = TokenBuckets(
+            rate_per_s=s.failed_auth_rate_per_s, burst=s.failed_auth_burst
         )
 
     async def reload_policies(self) -> bool:

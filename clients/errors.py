@@ -8,7 +8,10 @@
     │   ├── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
     │   ├── NotFoundError         no such report or entry (HTTP 404)
     │   ├── ConflictError         same id, other bytes (HTTP 409)
+    │   ├── MisdirectedError      sent to a host name this broker is not (HTTP 421)
+    │   ├── SlowRequestError      the body did not arrive in time (HTTP 408)
     │   └── TooLargeError         body over the limit (HTTP 413)
+    │       └── HeadersTooLargeError   too many or too long header lines (HTTP 431)
     ├── AuthenticationError       the request's signature is missing, bad, stale or replayed (401)
     ├── DeniedError               policy forbids it (HTTP 403)
     │   └── RateLimitedError      too many requests (HTTP 429)
@@ -112,6 +115,18 @@ class TooLargeError(InputError):
     code = "too_large"
 
 
+class HeadersTooLargeError(TooLargeError):
+    code = "headers_too_large"
+
+
+class MisdirectedError(InputError):
+    code = "misdirected_request"
+
+
+class SlowRequestError(InputError):
+    code = "request_timeout"
+
+
 class AuthenticationError(TearlineError):
     code = "unauthenticated"
 
@@ -144,7 +159,10 @@ class InternalError(TearlineError):
 HTTP_STATUS: Final[tuple[tuple[type[TearlineError], int], ...]] = (
     (NotFoundError, 404),
     (ConflictError, 409),
+    (HeadersTooLargeError, 431),
     (TooLargeError, 413),
+    (MisdirectedError, 421),
+    (SlowRequestError, 408),
     (InputError, 400),
     (AuthenticationError, 401),
     (RateLimitedError, 429),

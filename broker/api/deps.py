@@ -6,6 +6,9 @@ cost a fifth of the ingest path's CPU (measured with py-spy under wrk).
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -16,7 +19,15 @@ from broker.api.errors import RequestShapeError
 from broker.auth import Authenticated, remember_nonce, verify_request
 from broker.metrics import AUTH_FAILURES
 from broker.state import BrokerState
-from clients.errors import AuthenticationError, InputError, TooLargeError, UnavailableError
+from clients.errors import (
+    AuthenticationError,
+    InputError,
+    MisdirectedError,
+    RateLimitedError,
+    SlowRequestError,
+    TooLargeError,
+    UnavailableError,
+)
 from clients.protocol.identity import Registry
 
 
@@ -37,10 +48,16 @@ async def read_body(request: Request, state: State) -> bytes:
         raise TooLargeError(f"the body is over the {limit}-byte limit")
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise TooLargeError(f"the body is over the {limit}-byte limit")
+        # A client that trickles its body holds a connection and a task: it gets a deadline.
+        async with asyncio.timeout(state.settings.body_read_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise TooLargeError(f"the body is over the {limit}-byte limit")
+    except TimeoutError:
+        raise SlowRequestError(
+            f"the body did not arrive within {state.settings.body_read_timeout_s:g} s"
+        ) from None
     except ClientDisconnect:
         # Nobody is left to answer; end the request quietly instead of logging a crash.
         raise InputError("the client went away mid-request", code="client_disconnected") from None
@@ -50,27 +67,74 @@ async def read_body(request: Request, state: State) -> bytes:
 
 Body = Annotated[bytes, Depends(read_body)]
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
-def target_uri(request: Request, public_url: str | None) -> str:
-    """The URI the partner signed: the public URL when behind a proxy, else what we received.
+
+def target_uri(request: Request, public_urls: Sequence[str]) -> str:
+    """The URI the partner signed (RFC 9421 ``@target-uri``), or MisdirectedError when the
+    request names a host that is not this broker.
+
+    - one public URL (behind a proxy): that, whatever ``Host`` the proxy forwards;
+    - several: the one whose authority is the request's ``Host``;
+    - none: the address this connection reached (on loopback, ``localhost`` too).
 
     Built from the raw path, because Starlette's ``request.url`` percent-decodes it and the
     signature covers the bytes the client sent."""
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
-    if public_url:
-        return public_url.rstrip("/") + path
-    return f"{request.url.scheme}://{request.url.netloc}{path}"
+    if len(public_urls) == 1:
+        return public_urls[0] + path
+    host = request.headers.get("host", "").lower()
+    if public_urls:
+        for base in public_urls:
+            if base.partition("://")[2].split("/")[0].lower() == host:
+                return base + path
+        names = ", ".join(public_urls)
+        raise MisdirectedError(f"this broker is {names}; the request is for {host or 'no host'}")
+    allowed = _own_authorities(request)
+    if host not in allowed:
+        raise MisdirectedError(
+            f"this broker is {min(allowed)}; the request is for {host or 'no host'} "
+            "(behind a proxy, the operator sets TEARLINE_PUBLIC_URL)"
+        )
+    return f"{request.url.scheme}://{host}{path}"
+
+
+def _own_authorities(request: Request) -> frozenset[str]:
+    server = request.scope.get("server")
+    if not server:
+        return frozenset()
+    host, port = str(server[0]), server[1]
+    hosts = _LOOPBACK if host in _LOOPBACK else {host}
+    default = 443 if request.url.scheme == "https" else 80
+    out = set()
+    for name in hosts:
+        shown = f"[{name}]" if ":" in name else name
+        out.add(f"{shown}:{port}")
+        if port in (None, default):
+            out.add(shown)
+    return frozenset(out)
 
 
 async def _signed_by(
-    request: Request, state: BrokerState, body: bytes, signers: Registry
+    request: Request, state: BrokerState, body: bytes, signers: Registry, kind: str
 ) -> Authenticated:
+    """Who signed the request. Cheap refusals first: an address whose recent signatures kept
+    failing is refused before any signature is verified; a signer over its budget after."""
+    address = request.client.host if request.client else "unknown"
+    now_s = time.monotonic()
+    wait = state.failed_auth.retry_after_s(address, now_s)
+    if wait is not None:
+        raise RateLimitedError(
+            f"too many requests from {address} failed authentication; wait {wait} s",
+            code="auth_rate_limited",
+            retry_after_s=wait,
+        )
     try:
         auth = verify_request(
             request.method,
-            target_uri(request, state.settings.public_url),
+            target_uri(request, state.settings.public_urls),
             request.headers,
             body,
             signers,
@@ -79,14 +143,23 @@ async def _signed_by(
         )
         await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
     except AuthenticationError as exc:
+        state.failed_auth.take(address, now_s)
         AUTH_FAILURES.labels(code=exc.code).inc()
         raise
+    wait = state.request_budget.take(f"{kind}:{auth.partner}", now_s)
+    if wait is not None:
+        raise RateLimitedError(
+            f"{auth.partner} is over its budget of {state.settings.partner_rate_per_s:g} "
+            "requests per second on this broker",
+            code="rate_limited",
+            retry_after_s=wait,
+        )
     return auth
 
 
 async def authenticate(request: Request, state: State, body: Body) -> Authenticated:
     """The partner that signed the request (RFC 9421, keys from ``policies/partners.yaml``)."""
-    return await _signed_by(request, state, body, state.policy.registry)
+    return await _signed_by(request, state, body, state.policy.registry, "partner")
 
 
 Caller = Annotated[Authenticated, Depends(authenticate)]
@@ -94,7 +167,7 @@ Caller = Annotated[Authenticated, Depends(authenticate)]
 
 async def authenticate_operator(request: Request, state: State, body: Body) -> Authenticated:
     """The operator that signed the request (the same check, keys from ``operators.yaml``)."""
-    return await _signed_by(request, state, body, state.policy.operators)
+    return await _signed_by(request, state, body, state.policy.operators, "operator")
 
 
 Operator = Annotated[Authenticated, Depends(authenticate_operator)]

@@ -376,7 +376,7 @@ REFUSALS: dict[str, tuple[Callable[[], Request], str]] = {
         ),
         "signature_invalid",
     ),
-    "two-signatures": (_two_signatures, "signature_invalid"),
+    "two-signatures": (_two_signatures, "signature_ambiguous"),
 }
 
 
