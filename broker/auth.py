@@ -12,10 +12,11 @@ is not empty, ``content-digest``; whose ``created`` lies within the replay windo
 :data:`MAX_FUTURE_S` ahead); that carries a ``nonce``; whose Content-Digest matches the body; and
 whose signature verifies. ``clients.httpsig`` makes such signatures.
 
-Refusal codes: ``signature_missing``, ``signature_invalid``, ``params_missing``,
-``params_invalid``, ``components_missing``, ``stale_signature``, ``signature_from_future``,
-``signature_ambiguous``, ``unknown_key``, ``key_not_allowed``, ``key_not_valid``, ``partner_suspended``,
-``digest_missing``, ``digest_mismatch``; and from :func:`remember_nonce`, ``replayed_request``.
+Refusal codes: ``signature_missing``, ``signature_invalid``, ``signature_ambiguous``,
+``params_missing``, ``params_invalid``, ``components_missing``, ``stale_signature``,
+``signature_from_future``, ``unknown_key``, ``key_not_allowed``, ``key_not_valid``,
+``partner_suspended``, ``digest_missing``, ``digest_mismatch``; and from
+:func:`remember_nonce`, ``replayed_request``.
 They name what is wrong with the request, never anything private: the directory of keys and
 partner statuses is public anyway (``GET /v1/partners``).
 """
