@@ -196,6 +196,8 @@ def serve(
             workers=settings.workers,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             timeout_keep_alive=int(settings.keep_alive_timeout_s),
+            # httptools with bounds on slow and oversized request headers.
+            http="broker.http_protocol:BoundedHttpToolsProtocol",
             # X-Forwarded-For only from the proxies the operator named (uvicorn would trust
             # 127.0.0.1 by default): the per-address budget must see the real client.
             proxy_headers=bool(settings.trusted_proxies),

@@ -45,7 +45,14 @@ class ThreadedBroker:
 def broker_in_thread(app: FastAPI, port: int | None = None) -> Iterator[ThreadedBroker]:
     """A real uvicorn serving ``app`` on a loopback port until the block ends."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http="broker.http_protocol:BoundedHttpToolsProtocol",  # as `tearline serve` runs
+    )
+    server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
     thread.start()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("TEARLINE_REDIS_URL", "REDIS_URL")
     )
     policies_dir: Path = Path("policies")
+    # How often the policy folder is read for changes (by content: see broker.reload).
+    policy_poll_s: Annotated[float, Field(gt=0)] = 5.0
     data_dir: Path = Path("data")
     # Loopback unless told otherwise: exposing the API is a decision, not a default.
     host: str = "127.0.0.1"
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
     # --- bounds on what a client controls before it is authenticated (DESIGN §11) ---
     max_header_count: PositiveInt = 100
     max_header_bytes: PositiveInt = 16 * 1024
+    # The request line and headers must arrive within this of the connection opening (or of
+    # the previous response), or the connection is closed (broker.http_protocol).
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # A body (envelope, ack, preview) must arrive within this, or the request is a 408.
     body_read_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # uvicorn closes a connection idle between requests after this.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -118,9 +119,15 @@ async def stream(
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         after = last_event_id
+        # Past its lifetime a stream ends; the client reconnects with a fresh signature.
+        ends_at = time.monotonic() + state.settings.stream_max_lifetime_s
         try:
             with state.waiters.admit(caller.partner):
-                while not state.stopping.is_set() and not await request.is_disconnected():
+                while (
+                    not state.stopping.is_set()
+                    and time.monotonic() < ends_at
+                    and not await request.is_disconnected()
+                ):
                     if not _still_entitled(state, caller):
                         return  # suspended, removed or key withdrawn since the stream opened
                     batch = await next_batch(
@@ -128,7 +135,7 @@ async def stream(
                         caller.partner,
                         consumer,
                         limit=10,
-                        wait_s=state.settings.sse_heartbeat_s,
+                        wait_s=min(state.settings.sse_heartbeat_s, ends_at - time.monotonic()),
                         after=after,
                     )
                     after = None
