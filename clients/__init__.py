@@ -1,5 +1,6 @@
-"""Tearline's partner SDK: ``AsyncPartner`` and ``Partner`` talk to a broker; ``seal``,
-``verify`` and ``open`` work on envelopes offline; every error descends from ``TearlineError``."""
+"""Tearline's partner SDK: ``AsyncPartner`` and ``Partner`` talk to a broker, ``AsyncOperator``
+and ``Operator`` are its operator's client; ``seal``, ``verify`` and ``open`` work on envelopes
+offline; every error descends from ``TearlineError``."""
 
 from clients.errors import (
     AuthenticationError,
@@ -19,6 +20,7 @@ from clients.errors import (
     UnavailableError,
 )
 from clients.keyfile import Identity
+from clients.operator import AsyncOperator, Operator
 from clients.partner import (
     AsyncPartner,
     Directory,
@@ -35,6 +37,7 @@ from clients.protocol.receipt import Receipt
 from clients.sync import Partner
 
 __all__ = [
+    "AsyncOperator",
     "AsyncPartner",
     "AuthenticationError",
     "ConflictError",
@@ -51,6 +54,7 @@ __all__ = [
     "LabelError",
     "NotFoundError",
     "OpenedReport",
+    "Operator",
     "Partner",
     "PolicyError",
     "PreviewDecision",

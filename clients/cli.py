@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -14,14 +19,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from clients.errors import TearlineError
+from clients.errors import RateLimitedError, TearlineError, TransportError
 from clients.keyfile import Identity, generate, write_keypair
-from clients.partner import Gap, Recall, Report
+from clients.operator_cli import dead_letters_app
+from clients.partner import Delivery, Gap, Recall, Report
 from clients.protocol.encoding import EncodingError, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import check_suite
 from clients.protocol.label import Label
 from clients.sync import Partner
+
+# The SDK's logger: subscribe shows its lines on stderr, and logs its own failed acks there.
+log = logging.getLogger("tearline.client")
 
 app = typer.Typer(
     name="tearline",
@@ -30,6 +39,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(dead_letters_app, name="dead-letters")  # operators; needs only the SDK
 
 
 def fail(message: str, exit_code: int = 1) -> typer.Exit:
@@ -109,35 +119,87 @@ def subscribe(
     consumer: Annotated[str, typer.Option(help="Subscriber session name.")] = "default",
     as_json: JsonOption = False,
 ) -> None:
-    """Receive reports: verified, decrypted, written out, then acknowledged."""
+    """Receive reports: verified, decrypted, written out, then acknowledged.
+
+    Without --once it runs until Ctrl-C or SIGTERM, reconnecting on its own when the broker
+    restarts or its store is away; each outage is logged on stderr when it begins and ends."""
+    with _client_log_on_stderr(), _sigterm_interrupts():
+        try:
+            me = Identity.load(identity)
+            with Partner(broker, me) as node:
+                reports = (
+                    iter(node.inbox(wait_s=wait, consumer=consumer, limit=100))
+                    if once
+                    else node.subscribe(consumer=consumer)
+                )
+                for item in reports:
+                    if isinstance(item, Gap):
+                        _print_gap(item, as_json)
+                    elif isinstance(item, Recall):
+                        # The originator withdrew it: so does this node.
+                        if out is not None:
+                            (out / item.id).unlink(missing_ok=True)
+                        _print_recall(item, as_json)
+                    else:
+                        if out is not None:
+                            out.mkdir(parents=True, exist_ok=True)
+                            (out / item.id).write_bytes(item.payload)
+                        _print_report(item, as_json)
+                    _acknowledge(item)
+        except OSError as exc:
+            raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
+        except TearlineError as exc:
+            raise fail(_describe(exc)) from None
+        except KeyboardInterrupt:
+            pass  # Ctrl-C or SIGTERM: the subscription closed its connection on the way out
+
+
+def _acknowledge(item: Delivery) -> None:
+    """Acknowledge ``item``; if the broker is away just now, say so and carry on: the entry
+    comes back after the visibility timeout, and the subscription acknowledges the copy."""
     try:
-        me = Identity.load(identity)
-        with Partner(broker, me) as node:
-            reports = (
-                iter(node.inbox(wait_s=wait, consumer=consumer, limit=100))
-                if once
-                else node.subscribe(consumer=consumer)
-            )
-            for item in reports:
-                if isinstance(item, Gap):
-                    _print_gap(item, as_json)
-                elif isinstance(item, Recall):
-                    # The originator withdrew it: so does this node.
-                    if out is not None:
-                        (out / item.id).unlink(missing_ok=True)
-                    _print_recall(item, as_json)
-                else:
-                    if out is not None:
-                        out.mkdir(parents=True, exist_ok=True)
-                        (out / item.id).write_bytes(item.payload)
-                    _print_report(item, as_json)
-                node.ack_report(item)
-    except OSError as exc:
-        raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
-    except TearlineError as exc:
-        raise fail(_describe(exc)) from None
-    except KeyboardInterrupt:
-        pass
+        item.ack()  # from the sync Partner: acknowledged on return, nothing to await
+    except (TransportError, RateLimitedError) as exc:
+        log.warning(
+            "could not acknowledge entry %s (%s: %s); it will be redelivered and acknowledged then",
+            item.entry_id,
+            exc.code,
+            exc.message,
+        )
+
+
+@contextlib.contextmanager
+def _client_log_on_stderr() -> Iterator[None]:
+    """The SDK's lines (reconnects, failed acks) on stderr, one plain line each, while a
+    command runs; stdout stays the reports alone, so --json output can be piped."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # an embedding application's root handler would print it twice
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a service manager stopping the node) ends the command the way Ctrl-C does,
+    with the same clean shutdown, instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers; leave SIGTERM as it is
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()

@@ -2,25 +2,34 @@
 
 Every request is signed (RFC 9421, the partner's Ed25519 key). ``publish`` asks the broker who
 is entitled, seals for exactly those partners and posts; ``subscribe`` yields reports that were
-verified against the directory and decrypted with this node's key.
+verified against the directory and decrypted with this node's key, and keeps going through
+broker restarts and store outages (see :meth:`AsyncPartner.subscribe`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import random
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
-from httpx_sse import EventSource
+from httpx_sse import EventSource, ServerSentEvent
 
+from clients.backoff import Backoff
 from clients.errors import (
     DeniedError,
     EnvelopeError,
+    InternalError,
+    RateLimitedError,
+    TearlineError,
     TransportError,
     error_for_status,
 )
@@ -75,6 +84,12 @@ class PreviewDecision:
         return self.decision == "grant"
 
 
+#: How a delivery acknowledges itself, given its entry id. ``AsyncPartner``'s returns a
+#: coroutine to await; the sync ``Partner``'s acknowledges at once and returns an awaitable that
+#: is already done, so one type per delivery kind serves both clients.
+Acker = Callable[[str], Awaitable[None]]
+
+
 @dataclass
 class Report:
     """A verified, decrypted report from the inbox. Call :meth:`ack` once it is handled."""
@@ -86,13 +101,15 @@ class Report:
     content_type: str
     payload: bytes
     entry_id: str
-    _node: AsyncPartner = field(repr=False)
+    _ack: Acker = field(repr=False, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.payload)
 
-    async def ack(self) -> None:
-        await self._node.ack([self.entry_id])
+    def ack(self) -> Awaitable[None]:
+        """Acknowledge it, so the broker stops redelivering it: ``await report.ack()`` from an
+        ``AsyncPartner``; from the sync ``Partner``, plain ``report.ack()`` acknowledges."""
+        return self._ack(self.entry_id)
 
 
 @dataclass
@@ -103,10 +120,11 @@ class Recall:
     id: str
     originator: str
     entry_id: str
-    _node: AsyncPartner = field(repr=False)
+    _ack: Acker = field(repr=False, compare=False)
 
-    async def ack(self) -> None:
-        await self._node.ack([self.entry_id])
+    def ack(self) -> Awaitable[None]:
+        """As :meth:`Report.ack`."""
+        return self._ack(self.entry_id)
 
 
 @dataclass
@@ -117,14 +135,15 @@ class Gap:
     lost: int
     before: str
     entry_id: str
-    _node: AsyncPartner = field(repr=False)
+    _ack: Acker = field(repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return f"gap-{self.before}"
 
-    async def ack(self) -> None:
-        await self._node.ack([self.entry_id])
+    def ack(self) -> Awaitable[None]:
+        """As :meth:`Report.ack`."""
+        return self._ack(self.entry_id)
 
 
 @dataclass(frozen=True)
@@ -138,8 +157,21 @@ class Recalled:
 
 Delivery = Report | Recall | Gap
 
+#: SSE event types that carry an inbox entry; anything else but ``error`` is skipped.
+_DELIVERY_EVENTS: Final = frozenset({"report", "recall", "gap"})
+#: The broker sends a heartbeat comment every ``sse_heartbeat_s`` (15 s by default): a minute
+#: without a byte means the link is dead even if TCP has not noticed, so the stream reconnects.
+_STREAM_READ_TIMEOUT_S: Final = 60.0
+#: How many report ids a subscription remembers to drop redeliveries: far more than can be in
+#: flight, bounded for a node that runs for months.
+_SEEN_MAX: Final = 10_000
+
 
 class AsyncPartner:
+    """A partner node's client. ``reconnect_base_s`` and ``reconnect_cap_s`` shape the backoff
+    of :meth:`subscribe` between reconnection attempts; ``rng`` draws its jitter (pass a seeded
+    ``random.Random`` for a reproducible schedule)."""
+
     def __init__(
         self,
         base_url: str,
@@ -148,6 +180,9 @@ class AsyncPartner:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
+        reconnect_base_s: float = 0.5,
+        reconnect_cap_s: float = 30.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
         self._clock = clock
@@ -155,6 +190,11 @@ class AsyncPartner:
             base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
         )
         self._directory: Directory | None = None
+        # Checked now, not at the first outage: a bad value is the caller's mistake.
+        Backoff(base_s=reconnect_base_s, cap_s=reconnect_cap_s)
+        self._reconnect_base_s = reconnect_base_s
+        self._reconnect_cap_s = reconnect_cap_s
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     async def __aenter__(self) -> AsyncPartner:
         return self
@@ -311,52 +351,88 @@ class AsyncPartner:
             return 0
         return int((await self._json("POST", "/v1/inbox/ack", {"ids": ids}))["acked"])
 
+    async def _ack_one(self, entry_id: str) -> None:
+        await self.ack([entry_id])
+
     async def subscribe(self, *, consumer: str = "default") -> AsyncIterator[Delivery]:
-        """Reports (and recall notices) as they arrive over Server-Sent Events, resuming after a
-        dropped connection from the last event seen. A report seen twice is yielded once."""
-        last_event_id: str | None = None
-        seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        """Reports (and notices) as they arrive over Server-Sent Events, until the caller stops.
+
+        It keeps going: when the stream cannot be opened or is lost (the network, a broker
+        restart or shutdown, an outage of the broker's store, HTTP 429 or 5xx) it reconnects
+        after a capped, jittered exponential backoff — never sooner than the broker's
+        ``Retry-After`` or SSE ``retry:`` — and resumes after the last event seen. A
+        connection that delivered an event, or stayed up longer than the cap, resets the
+        backoff. Each outage logs one warning on ``tearline.client`` when it begins and one
+        line when the stream is back; a stream the broker ends cleanly (its lifetime is
+        bounded) is reopened quietly unless reopening fails. A report seen twice is yielded
+        once (the copy is acknowledged). It raises only what retrying cannot fix: 401
+        (:class:`AuthenticationError`), 403 (:class:`DeniedError`), other 4xx
+        (:class:`InputError`).
+        """
+        subscription = _Subscription(
+            Backoff(base_s=self._reconnect_base_s, cap_s=self._reconnect_cap_s, rng=self._rng)
+        )
         while True:
-            headers = {"accept": "text/event-stream", "cache-control": "no-store"}
-            if last_event_id:
-                headers["last-event-id"] = last_event_id
-            request = self._signed("GET", "/v1/inbox/stream", {"consumer": consumer}, None, headers)
-            # Heartbeats arrive well within a minute; silence that long means a dead link.
-            request.extensions["timeout"] = httpx.Timeout(30.0, read=60.0).as_dict()
             try:
-                response = await self._http.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise TransportError(f"cannot reach the broker: {exc}") from exc
-            try:
-                if not response.is_success:
-                    await response.aread()
-                    _raise_for_error(response)
-                async for event in EventSource(response).aiter_sse():
-                    if event.event not in ("report", "recall", "gap"):
-                        continue
-                    last_event_id = event.id or last_event_id
-                    report = await self._open(json.loads(event.data))
-                    if report is None:
-                        continue
-                    key = (event.event, report.id)
-                    if key in seen:  # redelivered after a reconnect: already handled
-                        await report.ack()
-                        continue
-                    seen[key] = None
-                    if len(seen) > 10_000:
-                        seen.popitem(last=False)
-                    yield report
-            except (httpx.TransportError, httpx.StreamError) as exc:
-                log.warning("inbox stream dropped (%s); reconnecting", exc)
-            finally:
-                await response.aclose()
+                # aclosing: if our caller stops here, the connection's response is closed now,
+                # not whenever the garbage collector finalises the inner generator.
+                async with contextlib.aclosing(self._connection(consumer, subscription)) as conn:
+                    async for delivery in conn:
+                        yield delivery
+                lost = _StreamLost("the broker ended the stream", ended_by_broker=True)
+            except TearlineError as exc:
+                if not _worth_retrying(exc):
+                    raise
+                lost = exc if isinstance(exc, _StreamLost) else _StreamLost.of(exc)
+            await asyncio.sleep(subscription.delay_after(lost))
+
+    async def _connection(
+        self, consumer: str, subscription: _Subscription
+    ) -> AsyncGenerator[Delivery, None]:
+        """One connection to ``GET /v1/inbox/stream``: the deliveries not yet yielded, until the
+        broker ends it. Raises :class:`_StreamLost` when it fails in a way worth retrying."""
+        headers = {"accept": "text/event-stream", "cache-control": "no-store"}
+        if subscription.last_event_id:
+            headers["last-event-id"] = subscription.last_event_id
+        # Signed afresh for each connection: the broker accepts a signature's nonce once.
+        request = self._signed("GET", "/v1/inbox/stream", {"consumer": consumer}, None, headers)
+        request.extensions["timeout"] = httpx.Timeout(30.0, read=_STREAM_READ_TIMEOUT_S).as_dict()
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _StreamLost(f"cannot reach the broker ({_describe_http(exc)})") from exc
+        try:
+            if not response.is_success:
+                await response.aread()
+                raise _stream_refusal(response)
+            subscription.opened()
+            async for event in EventSource(response).aiter_sse():
+                if event.event == "error":
+                    raise _StreamLost.from_event(event)
+                if event.event not in _DELIVERY_EVENTS:
+                    continue
+                subscription.delivered()
+                delivery = await self._open(json.loads(event.data))
+                # Only now: an entry that failed to open for want of the broker (fetching the
+                # directory) is read again, from here, when the stream resumes.
+                subscription.last_event_id = event.id or subscription.last_event_id
+                if delivery is None:
+                    continue
+                if subscription.first_time(event.event, delivery.id):
+                    yield delivery
+                else:  # redelivered after a reconnect or a visibility timeout: already handled
+                    await delivery.ack()
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise _StreamLost(f"the connection broke ({_describe_http(exc)})") from exc
+        finally:
+            await response.aclose()
 
     async def _open(self, entry: Mapping[str, Any]) -> Delivery | None:
         if entry.get("kind") == "recall":
-            return Recall(entry["report_id"], entry["originator"], entry["entry_id"], self)
+            return Recall(entry["report_id"], entry["originator"], entry["entry_id"], self._ack_one)
         if entry.get("kind") == "gap":
             gap = entry["gap"]
-            return Gap(int(gap["lost"]), gap["before"], entry["entry_id"], self)
+            return Gap(int(gap["lost"]), gap["before"], entry["entry_id"], self._ack_one)
         directory = await self.directory()
         try:
             opened = open(
@@ -378,16 +454,176 @@ class AsyncPartner:
             opened.content_type,
             opened.payload,
             entry["entry_id"],
-            self,
+            self._ack_one,
         )
 
 
+class _StreamLost(TransportError):
+    """The inbox stream could not be opened or ended, for a reason a later attempt may not
+    meet. Internal to :meth:`AsyncPartner.subscribe`, which reconnects on it."""
+
+    code = "stream_lost"
+
+    def __init__(
+        self, reason: str, *, at_least_s: float = 0.0, ended_by_broker: bool = False
+    ) -> None:
+        super().__init__(reason)
+        #: The broker's own minimum delay before the next attempt, in seconds.
+        self.at_least_s = at_least_s
+        #: The broker ended the stream cleanly, with no error: routine, unless it stays away.
+        self.ended_by_broker = ended_by_broker
+
+    @classmethod
+    def of(cls, exc: TearlineError) -> _StreamLost:
+        """A retryable error met while handling the stream (fetching the directory, acking a
+        duplicate), e.g. the broker went away between two events."""
+        return cls(f"{exc.message} ({exc.code})", at_least_s=float(exc.retry_after_s or 0))
+
+    @classmethod
+    def from_event(cls, event: ServerSentEvent) -> _StreamLost:
+        """The broker's ``error`` event, sent just before it ends a stream whose store failed:
+        ``data`` is the usual error body, ``retry:`` the least delay in milliseconds."""
+        try:
+            error = json.loads(event.data)["error"]
+            what = f"{error['message']} ({error['code']})"
+        except (ValueError, KeyError, TypeError):
+            what = "no details given"
+        return cls(
+            f"the broker ended the stream with an error: {what}",
+            at_least_s=(event.retry or 0) / 1000,
+        )
+
+
+def _worth_retrying(exc: TearlineError) -> bool:
+    """Whether a later attempt may succeed: the network or the broker (or its store) was away,
+    or it was busy or failed (429, 5xx). A signature it refuses (401), a policy refusal (403)
+    or a request it cannot accept (other 4xx) will be refused again."""
+    return isinstance(exc, TransportError | RateLimitedError | InternalError)
+
+
+def _stream_refusal(response: httpx.Response) -> TearlineError:
+    """What a non-2xx answer to the stream request means: retry (429, 5xx), or the error."""
+    error = _error_of(response)
+    if response.status_code == 429 or response.status_code >= 500:
+        return _StreamLost(
+            f"the broker answered {response.status_code}: {error.message} ({error.code})",
+            at_least_s=float(error.retry_after_s or 0),
+        )
+    return error
+
+
+def _describe_http(exc: Exception) -> str:
+    # httpx's messages are sometimes empty (a peer that closed the connection): name the type.
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Subscription:
+    """What one ``subscribe()`` keeps across its connections: where to resume, which reports it
+    has yielded, and the state of the current interruption — for the backoff, and to log an
+    outage once when it begins and once when it ends."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.last_event_id: str | None = None
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._ever_opened = False
+        # The connection now open: since when (monotonic), and whether it carried an event.
+        self._opened_at: float | None = None
+        self._carried = False
+        # The current interruption: since when, why it began, whether it was logged as an
+        # outage, and how many reconnection attempts it has cost so far.
+        self._down_since: float | None = None
+        self._first_reason = ""
+        self._announced = False
+        self._attempts = 0
+
+    def first_time(self, kind: str, report_id: str) -> bool:
+        key = (kind, report_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.popitem(last=False)
+        return True
+
+    def opened(self) -> None:
+        """The broker accepted a connection: the interruption, if any, is over."""
+        now = time.monotonic()
+        if self._down_since is not None and self._announced:
+            log.info(
+                "inbox stream %s after %d attempt(s), %.1f s",
+                "back" if self._ever_opened else "open",
+                self._attempts,
+                now - self._down_since,
+            )
+        self._ever_opened = True
+        self._opened_at, self._carried = now, False
+        self._down_since, self._announced, self._attempts = None, False, 0
+
+    def delivered(self) -> None:
+        """The connection carried an event."""
+        self._carried = True
+
+    def delay_after(self, lost: _StreamLost) -> float:
+        """Seconds to wait before the next attempt; logs the outage when it begins."""
+        now = time.monotonic()
+        if self._worked(now):
+            self.backoff.reset()  # the next outage starts again from the base delay
+            worked = True
+        else:
+            worked = False
+        self._opened_at = None
+        if self._down_since is None:
+            self._down_since, self._first_reason, self._attempts = now, lost.message, 0
+            if lost.ended_by_broker and worked:
+                # Brokers end streams on their own (a stream's lifetime, a graceful restart
+                # behind a balancer): not an outage unless reconnecting fails.
+                log.debug("the broker ended the inbox stream; reconnecting")
+            else:
+                self._announce(lost.message)
+        elif not self._announced:
+            self._announce(f"{self._first_reason}, then {lost.message}")
+        else:
+            log.debug("reconnection attempt %d failed: %s", self._attempts, lost.message)
+        self._attempts += 1
+        return self.backoff.next_delay_s(lost.at_least_s)
+
+    def _worked(self, now: float) -> bool:
+        """Whether the connection that just ended proved itself: it carried an event, or stayed
+        up longer than the backoff's cap. One the broker accepts and drops at once does not,
+        or such a broker would be hammered at the base delay."""
+        if self._opened_at is None:
+            return False
+        return self._carried or now - self._opened_at >= self.backoff.cap_s
+
+    def _announce(self, reason: str) -> None:
+        self._announced = True
+        if self._ever_opened:
+            log.warning("inbox stream lost: %s; reconnecting", reason)
+        else:
+            log.warning("inbox stream unavailable: %s; retrying", reason)
+
+
 def _raise_for_error(response: httpx.Response) -> None:
-    if response.is_success:
-        return
+    if not response.is_success:
+        raise _error_of(response)
+
+
+def _error_of(response: httpx.Response) -> TearlineError:
     try:
         error = response.json()["error"]
         code, message, details = error["code"], error["message"], error.get("details")
     except Exception:
         code, message, details = "http_error", f"HTTP {response.status_code}", None
-    raise error_for_status(response.status_code)(message, code=code, details=details)
+    cls = error_for_status(response.status_code)
+    retry_after_s = _retry_after_s(response)
+    if retry_after_s is None:  # keep the class's own default (1 s for 429 and 503)
+        return cls(message, code=code, details=details)
+    return cls(message, code=code, details=details, retry_after_s=retry_after_s)
+
+
+def _retry_after_s(response: httpx.Response) -> int | None:
+    """``Retry-After`` in seconds, when it is given as seconds (the broker's form); an HTTP
+    date, or garbage, counts as absent."""
+    value = response.headers.get("retry-after", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None

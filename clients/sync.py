@@ -2,12 +2,26 @@
 
 It owns a private event loop and runs the async client on it, so both behave identically.
 Not for use inside a running event loop: use ``AsyncPartner`` there.
+
+Deliveries it hands out acknowledge synchronously: ``report.ack()`` returns once the broker has
+the acknowledgement (it also returns an awaitable that is already done, the price of one
+``Report`` type for both clients).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+import dataclasses
+import random
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from typing import Any, TypeVar
 
 import httpx
@@ -21,6 +35,16 @@ from clients.protocol.receipt import Receipt
 T = TypeVar("T")
 
 
+class _Done:
+    """An awaitable that is already complete: what a synchronous ``ack()`` returns."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()
+
+
+_DONE = _Done()
+
+
 class Partner:
     def __init__(
         self,
@@ -29,12 +53,42 @@ class Partner:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
+        reconnect_base_s: float = 0.5,
+        reconnect_cap_s: float = 30.0,
+        rng: random.Random | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
-        self._node = AsyncPartner(base_url, identity, transport=transport, timeout_s=timeout_s)
+        self._node = AsyncPartner(
+            base_url,
+            identity,
+            transport=transport,
+            timeout_s=timeout_s,
+            reconnect_base_s=reconnect_base_s,
+            reconnect_cap_s=reconnect_cap_s,
+            rng=rng,
+        )
+        # Subscriptions not yet closed, so close() can finish them before the loop goes.
+        self._streams: set[AsyncGenerator[Delivery, None]] = set()
 
-    def _run(self, coro: Awaitable[T]) -> T:
-        return self._loop.run_until_complete(coro)
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on this client's loop.
+
+        As a task held here, so that an interruption escaping the loop while it waits
+        (KeyboardInterrupt from Ctrl-C, or from a SIGTERM handler) can cancel it: the coroutine
+        then unwinds where it stands, closing what it opened. Left pending, a subscription's
+        generator would stay "running" and refuse to close, and asyncio would complain at exit
+        of a task destroyed while pending.
+        """
+        task = self._loop.create_task(coro)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                self._loop.run_until_complete(asyncio.wait({task}))
+            if not task.cancelled():
+                task.exception()  # retrieved: asyncio would otherwise log it at exit
+            raise
 
     def __enter__(self) -> Partner:
         return self
@@ -43,9 +97,15 @@ class Partner:
         self.close()
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._run(self._node.aclose())
-            self._loop.close()
+        if self._loop.is_closed():
+            return
+        for stream in list(self._streams):
+            self._close_stream(stream)
+        # Any other async generator left on this loop would be finalised after the loop is
+        # closed, and print "Event loop is closed" to stderr.
+        self._run(self._loop.shutdown_asyncgens())
+        self._run(self._node.aclose())
+        self._loop.close()
 
     def directory(self, *, refresh: bool = False) -> Directory:
         return self._run(self._node.directory(refresh=refresh))
@@ -72,22 +132,53 @@ class Partner:
     def inbox(
         self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"
     ) -> list[Delivery]:
-        return self._run(self._node.inbox(limit=limit, wait_s=wait_s, consumer=consumer))
+        """As :meth:`AsyncPartner.inbox`; each delivery's ``ack()`` acknowledges at once."""
+        deliveries = self._run(self._node.inbox(limit=limit, wait_s=wait_s, consumer=consumer))
+        return [self._synchronous(d) for d in deliveries]
 
     def ack(self, entry_ids: Iterable[str]) -> int:
         return self._run(self._node.ack(entry_ids))
 
     def ack_report(self, report: Delivery) -> None:
-        self._run(report.ack())
+        """The same as ``report.ack()``; kept for callers written before deliveries could
+        acknowledge themselves synchronously."""
+        self.ack([report.entry_id])
 
     def recall(self, report_id: str) -> Recalled:
         return self._run(self._node.recall(report_id))
 
-    def subscribe(self, *, consumer: str = "default") -> Iterator[Delivery]:
-        """Reports (and recall notices) as they arrive; acknowledge each with :meth:`ack_report`."""
-        stream: AsyncIterator[Delivery] = self._node.subscribe(consumer=consumer)
+    def subscribe(self, *, consumer: str = "default") -> Generator[Delivery, None, None]:
+        """As :meth:`AsyncPartner.subscribe` (it reconnects on its own); acknowledge each
+        delivery with ``delivery.ack()``. An interruption (Ctrl-C) while it waits ends it
+        cleanly: the connection is closed, the generator finished."""
+        stream = self._node.subscribe(consumer=consumer)
+        assert isinstance(stream, AsyncGenerator)  # an async generator function's result
+        self._streams.add(stream)
         try:
             while True:
-                yield self._run(anext(stream))
+                try:
+                    delivery = self._run(_anext(stream))
+                except StopAsyncIteration:
+                    return
+                yield self._synchronous(delivery)
         finally:
-            self._run(stream.aclose())  # type: ignore[attr-defined]
+            self._close_stream(stream)
+
+    def _synchronous(self, delivery: Delivery) -> Delivery:
+        """The same delivery, its ``ack()`` now acknowledging on this client's loop at once."""
+        return dataclasses.replace(delivery, _ack=self._ack_now)
+
+    def _ack_now(self, entry_id: str) -> Awaitable[None]:
+        self.ack([entry_id])
+        return _DONE
+
+    def _close_stream(self, stream: AsyncGenerator[Delivery, None]) -> None:
+        if stream not in self._streams:
+            return
+        self._streams.discard(stream)
+        if not self._loop.is_closed():
+            self._run(stream.aclose())
+
+
+async def _anext(stream: AsyncIterator[T]) -> T:
+    return await anext(stream)

@@ -1,5 +1,6 @@
 """A poison entry (one that cannot be delivered for a reason of its own) is set aside alone:
-dead-lettered with its reason and an audit entry, while the valid entries beside it go out."""
+dead-lettered with its reason and an audit entry, while the valid entries beside it go out. So
+are the queued reports of an originator suspended since: reversibly, for the operator."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import yaml
 
 from broker.store import AUDIT_KEY, dead_key, inbox_key, report_key
 from clients import Label
+from clients.operator import Operator
 from clients.sync import Partner
 from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
 
@@ -81,3 +83,22 @@ def test_an_entry_whose_report_is_gone_is_withheld_and_the_rest_delivered(
         if fields[b"event"] == b"withheld" and fields[b"report"].decode() == gone.id
     ]
     assert withheld == [{"partner": "USA", "reason": "RETENTION_EXPIRED"}]
+
+
+def test_a_suspended_originators_queued_reports_are_held_for_the_operator_and_replayable(
+    broker: RunningBroker,
+) -> None:
+    with Partner(broker.url, me("GBR")) as gbr:
+        held = gbr.publish(BUNDLE, Label("SECRET", ["USA"], "AMBER"))
+    broker.change_policies(suspended=("GBR",))
+    with Partner(broker.url, me("USA")) as usa:
+        assert usa.inbox(limit=10, wait_s=0.5) == []
+    (dead,) = broker.redis().xrange(dead_key("USA"))
+    assert dead[1][b"report"].decode() == held.id
+    assert b"originator GBR is suspended" in dead[1][b"reason"]
+
+    broker.change_policies()  # reinstated
+    with Operator(broker.url, me("OPS-HQ")) as ops:
+        ops.replay("USA", dead[0].decode())
+    with Partner(broker.url, me("USA")) as usa:
+        assert [r.id for r in usa.inbox(limit=10, wait_s=1)] == [held.id]
