@@ -157,6 +157,14 @@ async def _deliverable(
             )
             WITHHELD.inc()
             continue
+        originator = state.policy.registry.get(facts.originator)
+        if originator is None or not originator.active:
+            # Suspending an originator stops its queued reports too, but reversibly: they are
+            # set aside for the operator, who replays them if the suspension is lifted.
+            why = f"originator {facts.originator} is suspended or removed; replay if reinstated"
+            if await store.dead_letter(partner, entry, why):
+                DEAD_LETTERED.labels(cause="originator_suspended").inc()
+            continue
         try:
             reason = _refusal(state, partner, facts, now)
         except (TearlineError, ValueError, KeyError, TypeError) as exc:

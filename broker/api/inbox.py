@@ -139,6 +139,10 @@ async def stream(
                         after=after,
                     )
                     after = None
+                    if batch and not _still_entitled(state, caller):
+                        # Withdrawn while the read waited: these stay pending, and come back
+                        # after the visibility timeout to a subscriber that may have them.
+                        return
                     DELIVERIES.inc(len(batch))
                     for delivered in batch:
                         yield ServerSentEvent(
