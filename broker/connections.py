@@ -35,8 +35,9 @@ class RedisClients:
     blocking: aioredis.Redis
 
     async def aclose(self) -> None:
-        await self.commands.aclose()
-        await self.blocking.aclose()
+        # The pools were made here, not by the clients: they must be told to close them.
+        await self.commands.aclose(close_connection_pool=True)
+        await self.blocking.aclose(close_connection_pool=True)
 
 
 def block_slice_ms(settings: Settings) -> int:

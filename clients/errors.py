@@ -173,6 +173,9 @@ HTTP_STATUS: Final[tuple[tuple[type[TearlineError], int], ...]] = (
 
 
 def error_for_status(status: int) -> type[TearlineError]:
-    if status == 422:  # the request's JSON did not match the API schema
-        return InputError
-    return next((cls for cls, code in HTTP_STATUS if code == status), InternalError)
+    """The error class for an HTTP status: the table's, else by family (a 4xx the table does
+    not name, 422 among them, is the caller's input; any other status is the peer's failure)."""
+    known = next((cls for cls, code in HTTP_STATUS if code == status), None)
+    if known is not None:
+        return known
+    return InputError if 400 <= status < 500 else InternalError
