@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_envelope.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_abuse.py
 	$(BIN)/python bench/bench_http.py  # needs wrk (apt-get install wrk)
 
 # The broker on the embedded default: a supervised redis-server with AOF in data/redis.
