@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 
 from fastapi import FastAPI
 from redis.exceptions import RedisError
@@ -18,12 +17,13 @@ from sse_starlette.sse import AppStatus
 
 from broker import audit, retention
 from broker.api import audit as audit_api
-from broker.api import deadletters, directory, health, inbox, reports
+from broker.api import deadletters, directory, health, inbox, reports, status
 from broker.api import errors as api_errors
 from broker.api.limits import HeaderLimits
 from broker.connections import connect
 from broker.keys import load_or_create
-from broker.policy.load import load_policies
+from broker.observability import RequestObserver
+from broker.reload import load_initial, watch
 from broker.settings import Settings, get_settings
 from broker.state import BrokerState, utc_now
 from broker.store import Store
@@ -31,17 +31,10 @@ from clients.errors import UnavailableError
 
 log = logging.getLogger("tearline.broker")
 
-# How often the policy folder is checked for edits.
-POLICY_POLL_S = 5.0
 # How often a broker that started while Redis was away tries to set up the inboxes again, and
 # how often it looks for the server's shutdown signal.
 SETUP_RETRY_S = 1.0
 SHUTDOWN_POLL_S = 0.2
-
-
-def _policy_mtime(folder: Path) -> float:
-    files = [folder / "scheme.yaml", folder / "partners.yaml", *folder.glob("agreements/*.y*ml")]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
 async def _every(
@@ -59,17 +52,6 @@ async def _every(
                 await run(state)
         except (RedisError, OSError) as exc:  # Redis away: the next round catches up
             log.warning("%s postponed: %s", task, exc)
-
-
-async def _watch_policies(state: BrokerState, interval_s: float) -> None:
-    """Reload the policy folder when a file in it changes; a bad edit keeps the last good one."""
-    seen = _policy_mtime(state.settings.policies_dir)
-    while True:
-        await asyncio.sleep(interval_s)
-        current = _policy_mtime(state.settings.policies_dir)
-        if current != seen:
-            seen = current
-            await state.reload_policies()
 
 
 async def _set_up_inboxes(state: BrokerState) -> None:
@@ -115,24 +97,30 @@ def create_app(
                 "REDIS_URL is not set: run `tearline serve`, which starts an embedded Redis, "
                 "or point REDIS_URL at a Redis server"
             )
-        policy = load_policies(settings.policies_dir)
+        # The policy and the fingerprint it is known by come from one read of the folder.
+        policy, reloads = load_initial(settings.policies_dir, clock())
         clients = connect(settings)
         store = Store(clients.commands, clients.blocking)
         key = load_or_create(settings.broker_key_path)
-        state = BrokerState(settings, policy, store, key, clock)
+        state = BrokerState(settings, policy, store, key, clock, reloads=reloads)
         app.state.broker = state
         setup = asyncio.create_task(_set_up_inboxes(state))
         with contextlib.suppress(asyncio.TimeoutError):  # served 503 until Redis is back
             await asyncio.wait_for(asyncio.shield(setup), timeout=settings.redis_connect_timeout_s)
         shutdown = asyncio.create_task(_watch_shutdown(state))
-        watcher = asyncio.create_task(_watch_policies(state, POLICY_POLL_S))
+        watcher = asyncio.create_task(watch(state, settings.policy_poll_s))
         sealer = asyncio.create_task(
             _every(state, "audit-sealer", settings.audit_checkpoint_s, audit.seal)
         )
         trimmer = asyncio.create_task(
             _every(state, "retention", settings.retention_check_s, retention.enforce)
         )
-        log.info("broker ready: %s, broker key %s", policy.summary(), key.kid)
+        log.info(
+            "broker ready: %s (fingerprint %s), broker key %s",
+            policy.summary(),
+            reloads.fingerprint.short if reloads.fingerprint else "?",
+            key.kid,
+        )
         try:
             yield
         finally:
@@ -153,9 +141,11 @@ def create_app(
         lifespan=lifespan,
     )
     api_errors.install(app)
+    app.add_middleware(RequestObserver)
+    # Outermost (added last): the cheapest refusal runs before anything else.
     app.add_middleware(
         HeaderLimits, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes
     )
-    for module in (reports, inbox, directory, audit_api, deadletters, health):
+    for module in (reports, inbox, directory, audit_api, deadletters, status, health):
         app.include_router(module.router)
     return app

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from broker.policy.load import check_policies
+from broker.policy.fingerprint import fingerprint
+from broker.policy.folder import read_policy_folder
+from broker.policy.load import check_files, check_policies
 from clients.errors import TearlineError
 from clients.protocol.encoding import EncodingError, parse_time, strict_loads
 from clients.protocol.label import Label
@@ -38,14 +40,20 @@ def _fail(message: str, exit_code: int) -> typer.Exit:
 
 @policy_app.command("check")
 def check(policies: PoliciesOption = Path("policies")) -> None:
-    """Exit 0 when the policy folder is valid; otherwise list every problem (file:line, field)."""
-    policy, problems = check_policies(policies)
+    """Exit 0 when the policy folder is valid; otherwise list every problem (file:line, field),
+    files the broker would not read included. On success, print the folder's fingerprint: a
+    running broker shows the one in force in GET /v1/status."""
+    files = read_policy_folder(policies)
+    policy, problems = check_files(files)
     if policy is None:
         for problem in problems:
             typer.echo(str(problem), err=True)
         raise typer.Exit(1)
     s = policy.summary()
-    typer.echo(f"ok: scheme {s['policy']}, {s['partners']} partners, {s['agreements']} agreements")
+    typer.echo(
+        f"ok: scheme {s['policy']}, {s['partners']} partners, {s['agreements']} agreements, "
+        f"{s['operators']} operators; fingerprint {fingerprint(files).digest}"
+    )
 
 
 @policy_app.command("explain")
@@ -116,6 +124,7 @@ def serve(
     from pydantic import ValidationError
 
     from broker.embedded import EmbeddedRedis
+    from broker.observability import log_config
     from broker.settings import get_settings
 
     given = {
@@ -203,6 +212,7 @@ def serve(
             proxy_headers=bool(settings.trusted_proxies),
             forwarded_allow_ips=settings.trusted_proxies or None,
             server_header=False,
+            log_config=log_config(),
         )
 
 

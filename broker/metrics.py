@@ -39,6 +39,16 @@ AUTH_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+# Per broker process: with --workers N, each worker reloads (and counts) on its own.
+POLICY_RELOADS = Counter(
+    "tearline_policy_reloads_total",
+    "Reloads of the policy folder, by outcome (applied, refused)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("applied", "refused"):  # exposed at 0 before the first reload
+    POLICY_RELOADS.labels(outcome=_outcome)
+
 
 def render() -> bytes:
     """The exposition of every counter: this process's, or all workers' summed."""

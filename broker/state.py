@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 
 from broker.keys import BrokerKey
 from broker.policy.engine import Policy
-from broker.policy.load import load_policies
 from broker.ratelimit import TokenBuckets
+from broker.reload import Outcome, PolicyReloads, reload
 from broker.settings import Settings
 from broker.store import Store
 from broker.waiters import Waiters
-from clients.errors import PolicyError
 
 log = logging.getLogger("tearline.broker")
 
@@ -31,7 +30,8 @@ class BrokerState:
     store: Store
     key: BrokerKey
     clock: Callable[[], datetime] = utc_now
-    policy_error: str | None = field(default=None)
+    # The policy folder: the fingerprint of the policy in force, the last reload refused.
+    reloads: PolicyReloads = field(default_factory=PolicyReloads)
     waiters: Waiters = field(init=False)
     # Per signer (partner or operator), once authenticated; per source address, for failures.
     request_budget: TokenBuckets = field(init=False)
@@ -50,16 +50,12 @@ class BrokerState:
             rate_per_s=s.failed_auth_rate_per_s, burst=s.failed_auth_burst
         )
 
+    @property
+    def policy_error(self) -> str | None:
+        """Why the broker refused what the policy folder holds now; None when it is in force."""
+        return self.reloads.error
+
     async def reload_policies(self) -> bool:
-        """Load the policy folder again; on any problem keep the last good policy and say why."""
-        try:
-            policy = load_policies(self.settings.policies_dir)
-        except PolicyError as exc:
-            self.policy_error = exc.message
-            log.error("policy reload refused, keeping the last good policy: %s", exc.message)
-            return False
-        self.policy = policy
-        self.policy_error = None
-        await self.store.ensure_inboxes(policy.registry.ids)
-        log.info("policy reloaded: %s", policy.summary())
-        return True
+        """Load the policy folder again, changed or not; on any problem keep the last good policy
+        and say why (the watcher does this by itself when the folder's content changes)."""
+        return await reload(self, force=True) is Outcome.APPLIED

@@ -146,6 +146,7 @@ async def _signed_by(
         state.failed_auth.take(address, now_s)
         AUTH_FAILURES.labels(code=exc.code).inc()
         raise
+    request.state.partner = auth.partner  # for the log lines about this request
     wait = state.request_budget.take(f"{kind}:{auth.partner}", now_s)
     if wait is not None:
         raise RateLimitedError(

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker.observability import log_refusal
 from clients.errors import (
     HTTP_STATUS,
     EnvelopeError,
@@ -42,9 +43,10 @@ def status_of(exc: TearlineError) -> int:
 
 async def _tearline_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TearlineError)
-    if isinstance(exc, EnvelopeError):
-        # The caller learns only that it failed; the reason goes to the operator's log.
-        log.info("envelope refused: %s", exc.reason)
+    # The operator's log gets the precise reason; for an envelope the caller learns only that
+    # it failed (the reason stays here).
+    why = exc.reason if isinstance(exc, EnvelopeError) else exc.message
+    log_refusal(request.scope, status_of(exc), exc.code, why)
     return error_response(exc)
 
 
@@ -75,7 +77,7 @@ def redis_outage(exc: RedisError) -> TearlineError:
 async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RedisError)
     error = redis_outage(exc)
-    log.warning("%s %s: Redis: %r", request.method, request.url.path, exc)
+    log_refusal(request.scope, status_of(error), error.code, f"Redis: {exc!r}")
     return error_response(error)
 
 

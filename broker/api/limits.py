@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.api.errors import error_response
+from broker.observability import log_refusal
 from clients.errors import HeadersTooLargeError
 
 
@@ -30,6 +31,7 @@ class HeaderLimits:
                     f"the request has {len(headers)} header lines, {size} bytes; this broker "
                     f"takes at most {self.max_count} lines and {self.max_bytes} bytes"
                 )
+                log_refusal(scope, 431, error.code, error.message)
                 await error_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

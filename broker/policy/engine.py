@@ -208,6 +208,7 @@ class Policy:
             "policy": self.scheme.policy,
             "partners": len(self.registry),
             "agreements": len(self.agreements),
+            "operators": len(self.operators),
         }
 
 

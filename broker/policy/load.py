@@ -2,6 +2,9 @@
 
 Every problem names the file, the line and the field. All problems are collected, so an
 operator fixes a broken policy folder in one pass; the first becomes the exception's message.
+
+:func:`check_files` is pure: it checks the bytes :func:`~broker.policy.folder.read_policy_folder`
+read, so the policy loaded and the fingerprint it is known by come from the same read.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from referencing import Resource
 
 from broker.policy.agreement import Agreement
 from broker.policy.engine import Policy
+from broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
+from broker.policy.folder import read_policy_folder
 from broker.policy.yamlfile import Path as FieldPath
 from broker.policy.yamlfile import dotted, line_of, load_yaml
 from clients.errors import IdentityError, LabelError, PolicyError
@@ -70,17 +75,20 @@ class _Doc:
 
 
 class _Collector:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.problems: list[Problem] = []
+    def __init__(self, files: PolicyFiles) -> None:
+        self.files = files
+        self.problems: list[Problem] = [
+            Problem(path, None, None, why) for path, why in sorted(files.unread.items())
+        ]
 
-    def read(self, path: Path, schema: str) -> _Doc | None:
-        name = str(path.relative_to(self.root))
-        try:
-            data, lines = load_yaml(path.read_text(encoding="utf-8"), name)
-        except FileNotFoundError:
-            self.problems.append(Problem(name, None, None, "file is missing"))
+    def read(self, name: str, schema: str, *, required: bool = True) -> _Doc | None:
+        raw = self.files.contents.get(name)
+        if raw is None:
+            if required and name not in self.files.unread:  # else its problem is listed
+                self.problems.append(Problem(name, None, None, "file is missing"))
             return None
+        try:
+            data, lines = load_yaml(raw.decode("utf-8"), name)
         except UnicodeDecodeError:
             self.problems.append(Problem(name, None, None, "not UTF-8 text"))
             return None
@@ -107,16 +115,22 @@ def _schema_message(err: Any) -> str:
     return str(err.message)
 
 
-def check_policies(root: Path) -> tuple[Policy | None, list[Problem]]:
-    """Load and check a policy folder; returns the policy (None if invalid) and every problem."""
-    c = _Collector(root)
-    if not root.is_dir():
-        return None, [Problem(str(root), None, None, "policy folder does not exist")]
-    scheme_doc = c.read(root / "scheme.yaml", "scheme")
-    partners_doc = c.read(root / "partners.yaml", "partners")
-    agreement_files = sorted((root / "agreements").glob("*.yaml")) + sorted(
-        (root / "agreements").glob("*.yml")
-    )
+def check_policies(root: Path | str) -> tuple[Policy | None, list[Problem]]:
+    """Read, load and check a policy folder; the policy (None if invalid) and every problem."""
+    return check_files(read_policy_folder(Path(root)))
+
+
+def check_files(files: PolicyFiles) -> tuple[Policy | None, list[Problem]]:
+    """Load and check a policy folder as read; the policy (None if invalid) and every problem.
+
+    Entries the reader refused (files the broker does not read, files too large to read) are
+    problems like any other: the folder must hold exactly what the broker reads."""
+    c = _Collector(files)
+    if not files.listed:
+        return None, c.problems
+    scheme_doc = c.read(SCHEME, "scheme")
+    partners_doc = c.read(PARTNERS, "partners")
+    agreement_files = sorted(n for n in files.contents if n.startswith(f"{AGREEMENTS}/"))
     agreement_docs = [d for f in agreement_files if (d := c.read(f, "agreement")) is not None]
 
     scheme = _scheme(scheme_doc) if scheme_doc else None
@@ -137,12 +151,12 @@ def check_policies(root: Path) -> tuple[Policy | None, list[Problem]]:
         if not problems:
             agreements.append(Agreement.from_dict(doc.data))
     operators = Registry([])
-    if (root / "operators.yaml").exists():
-        operators_doc = c.read(root / "operators.yaml", "operators")
-        if operators_doc is not None:
-            operators = _registry(operators_doc, c, "operators")
-            if registry is not None:
-                c.problems.extend(_check_operators(operators_doc, operators, registry))
+    # Optional: without it nobody may use the operator endpoints.
+    operators_doc = c.read(OPERATORS, "operators", required=False)
+    if operators_doc is not None:
+        operators = _registry(operators_doc, c, "operators")
+        if registry is not None:
+            c.problems.extend(_check_operators(operators_doc, operators, registry))
     if c.problems or scheme is None or registry is None:
         return None, c.problems
     return Policy(scheme, registry, agreements, operators), []
@@ -164,7 +178,12 @@ def _check_operators(doc: _Doc, operators: Registry, partners: Registry) -> Iter
 
 def load_policies(root: Path | str) -> Policy:
     """Load a policy folder or raise :class:`PolicyError` naming the first problem."""
-    policy, problems = check_policies(Path(root))
+    return load_files(read_policy_folder(Path(root)))
+
+
+def load_files(files: PolicyFiles) -> Policy:
+    """The policy in ``files`` (as read), or :class:`PolicyError` naming the first problem."""
+    policy, problems = check_files(files)
     if policy is None:
         first = problems[0]
         raise PolicyError(

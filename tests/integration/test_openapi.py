@@ -17,7 +17,7 @@ from tests.integration.conftest import RunningBroker, me
 
 # Operator endpoints are signed with the operator's key, so the fuzz reaches their handlers
 # instead of stopping at the 401 a partner's key gets.
-OPERATOR_PATHS = ("/v1/audit", "/v1/dead-letters")
+OPERATOR_PATHS = ("/v1/audit", "/v1/dead-letters", "/v1/status")
 
 
 class PartnerSignature(requests.auth.AuthBase):
@@ -52,6 +52,7 @@ def test_signed_requests_generated_from_the_openapi_document_match_it(
         "/v1/dead-letters",
         "/v1/dead-letters/{partner}/{dead_id}",
         "/v1/dead-letters/{partner}/{dead_id}/replay",
+        "/v1/status",
     }
     auth = PartnerSignature()
     for operation in operations:

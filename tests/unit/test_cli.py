@@ -23,6 +23,8 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from broker.policy.engine import Reason
+from broker.policy.fingerprint import fingerprint
+from broker.policy.folder import read_policy_folder
 from broker.policy.load import load_policies
 from clients import cli as client_cli
 from clients.keyfile import Identity
@@ -180,6 +182,21 @@ def test_policy_check_accepts_the_shipped_policies() -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok:")
     assert result.stderr == ""
+    # The digest a running broker shows for the policy in force (GET /v1/status).
+    digest = fingerprint(read_policy_folder(POLICIES)).digest
+    assert result.stdout.rstrip().endswith(f"operators; fingerprint {digest}")
+
+
+def test_policy_check_refuses_a_file_the_broker_would_not_read(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    (folder / "agreements/fvey-cyber.yaml").rename(folder / "agreements/fvey-cyber.yml")
+    result = run("policy", "check", "--policies", folder)
+    assert result.exit_code == 1
+    assert "agreements/fvey-cyber.yml: not read by the broker" in result.stderr
+    assert "rename it agreements/fvey-cyber.yaml" in result.stderr
+    assert "the policy folder holds only scheme.yaml, partners.yaml" in result.stderr
+    assert result.stdout == ""
 
 
 def test_policy_check_names_file_line_and_field_of_a_broken_copy(tmp_path: Path) -> None:

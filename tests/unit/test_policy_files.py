@@ -165,6 +165,19 @@ def _unknown_field(root: Path) -> Where:
     return Where(rel, line_of(text, "colour: blue"), "colour", "colour")
 
 
+def _stray(rel: str, says: str, *, folder: bool = False) -> Breaker:
+    """An entry the broker would not read: refused, so nobody believes it is in force."""
+
+    def breaker(root: Path) -> Where:
+        if folder:
+            (root / rel).mkdir()
+        else:
+            (root / rel).write_text("id: x\n", encoding="utf-8")
+        return Where(rel, None, None, says)
+
+    return breaker
+
+
 CASES: list[tuple[str, Breaker]] = [
     (
         "unknown_level_in_ceiling",
@@ -327,6 +340,10 @@ CASES: list[tuple[str, Breaker]] = [
     ),
     ("empty_agreement_file", _empty_agreement),
     ("missing_scheme_yaml", _missing_scheme),
+    ("agreement_named_yml", _stray("agreements/x.yml", "rename it agreements/x.yaml")),
+    ("notes_among_agreements", _stray("agreements/notes.txt", "holds only scheme.yaml")),
+    ("partners_named_yml", _stray("partners.yml", "did you mean partners.yaml?")),
+    ("stray_folder", _stray("agreements/old", "a folder the broker does not read", folder=True)),
 ]
 
 
@@ -445,6 +462,16 @@ def test_load_policies_lists_every_problem_in_its_details(folder: Path) -> None:
     assert isinstance(details, list)
     assert any("COSMIC" in d for d in details)
     assert any("JPN" in d for d in details)
+
+
+def test_editor_droppings_are_ignored(folder: Path) -> None:
+    for name in (".fvey-cyber.yaml.swp", "fvey-cyber.yaml~", "#fvey-cyber.yaml#", ".#x.yaml"):
+        (folder / "agreements" / name).write_text("not: [valid", encoding="utf-8")
+    (folder / ".partners.yaml.Xy12Ab").write_text("an rsync temporary", encoding="utf-8")
+    policy, problems = check_policies(folder)
+    assert problems == []
+    assert policy is not None
+    assert set(policy.agreements) == {p.stem for p in (POLICIES / "agreements").glob("*.yaml")}
 
 
 def test_missing_policy_folder_is_a_problem_not_a_crash(tmp_path: Path) -> None:

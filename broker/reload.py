@@ -1,0 +1,168 @@
+"""Keeping the policy in force in step with ``policies/`` (DESIGN §4, §11).
+
+Every ``policy_poll_s`` the watcher reads the folder (bounded, in a thread: see
+:mod:`broker.policy.folder`) and compares its fingerprint with the one of the policy in force.
+Content decides, never timestamps: a deleted agreement, a file renamed, ``partners.yaml`` put
+back from a backup with an old mtime, an edit that keeps the size, all count. A folder that
+differs is loaded and checked; a good one replaces the policy in force (partners, agreements and
+operators together), a bad one is refused and the last good policy stays. Each outcome is one log
+line on ``tearline.broker`` saying which files changed, and a count in
+``tearline_policy_reloads_total``. A refused folder is not loaded again until it changes: the
+operator is told once, not every round.
+
+The policy loaded and the fingerprint it is known by come from the same read of the folder, so
+an edit that lands while a reload runs is never mistaken for one already in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from broker.metrics import POLICY_RELOADS
+from broker.policy.engine import Policy
+from broker.policy.fingerprint import (
+    Changes,
+    Fingerprint,
+    PolicyFiles,
+    bounded_list,
+    changes,
+    fingerprint,
+)
+from broker.policy.folder import read_policy_folder
+from broker.policy.load import check_files, load_files
+
+if TYPE_CHECKING:
+    from broker.state import BrokerState
+
+log = logging.getLogger("tearline.broker")
+
+
+class Outcome(StrEnum):
+    UNCHANGED = "unchanged"  # the folder holds the policy in force, or the reload last refused
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A reload that was refused: what the folder held, when, what had changed, and why."""
+
+    fingerprint: Fingerprint
+    at: datetime
+    changes: Changes
+    problems: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.problems)
+
+
+@dataclass
+class PolicyReloads:
+    """What the broker knows of its policy folder: the fingerprint of the policy in force and
+    when it was loaded (None when not known: the next round loads whatever is there), the last
+    reload refused, and whether the folder still holds what was refused."""
+
+    fingerprint: Fingerprint | None = None
+    loaded_at: datetime | None = None
+    refused: Refusal | None = None
+    outstanding: bool = False
+    # One reload at a time: a slow round finishing after a newer one must not undo it.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+
+    @property
+    def error(self) -> str | None:
+        """The refused reload's problems while the folder still holds it."""
+        return self.refused.message if self.outstanding and self.refused else None
+
+    def needs_load(self, folder: Fingerprint) -> bool:
+        """Whether a folder with this fingerprint must be loaded: it is neither the policy in
+        force nor the folder last refused (loading is deterministic in the bytes, so refusing
+        the same bytes again would only repeat the log line)."""
+        if folder == self.fingerprint:
+            return False
+        return not (self.outstanding and self.refused and folder == self.refused.fingerprint)
+
+    def applied(self, folder: Fingerprint, at: datetime) -> None:
+        self.fingerprint, self.loaded_at, self.outstanding = folder, at, False
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.refused, self.outstanding = refusal, True
+
+
+def load_initial(folder: Path, now: datetime) -> tuple[Policy, PolicyReloads]:
+    """The policy to start with and its record; :class:`PolicyError` if the folder is bad."""
+    files = read_policy_folder(folder)
+    return load_files(files), PolicyReloads(fingerprint(files), loaded_at=now)
+
+
+def describe(policy: Policy) -> str:
+    s = policy.summary()
+    return (
+        f"scheme {s['policy']}, {s['partners']} partners, {s['agreements']} agreements, "
+        f"{s['operators']} operators"
+    )
+
+
+async def reload(state: BrokerState, *, force: bool = False) -> Outcome:
+    """Read the folder and load it when it differs from the policy in force (``force``: load
+    it whatever it holds). A RedisError means nothing changed: the next round tries again."""
+    record = state.reloads
+    async with record.lock:
+        files = await asyncio.to_thread(read_policy_folder, state.settings.policies_dir)
+        folder = fingerprint(files)
+        if not force and not record.needs_load(folder):
+            if folder == record.fingerprint and record.outstanding:
+                record.outstanding = False
+                log.info(
+                    "policy folder is back to the policy in force (%s); the refused reload no "
+                    "longer applies",
+                    folder.short,
+                )
+            return Outcome.UNCHANGED
+        return await _load(state, files, folder)
+
+
+async def _load(state: BrokerState, files: PolicyFiles, folder: Fingerprint) -> Outcome:
+    record = state.reloads
+    changed = changes(record.fingerprint, folder)
+    policy, problems = await asyncio.to_thread(check_files, files)
+    if policy is None:
+        refusal = Refusal(folder, state.clock(), changed, tuple(str(p) for p in problems))
+        record.refuse(refusal)
+        POLICY_RELOADS.labels(outcome=Outcome.REFUSED).inc()
+        log.error(
+            "policy reload refused, keeping the last good policy %s (%s): %s",
+            record.fingerprint.short if record.fingerprint else "(unknown)",
+            changed,
+            bounded_list(refusal.problems, "; "),  # all of them: GET /v1/status, policy check
+        )
+        return Outcome.REFUSED
+    # Inboxes first: a partner the new policy adds can be granted as soon as it is in force.
+    await state.store.ensure_inboxes(policy.registry.ids)
+    state.policy = policy
+    record.applied(folder, state.clock())
+    POLICY_RELOADS.labels(outcome=Outcome.APPLIED).inc()
+    log.info("policy reloaded (%s): %s; fingerprint %s", changed, describe(policy), folder.short)
+    return Outcome.APPLIED
+
+
+async def watch(state: BrokerState, interval_s: float) -> None:
+    """Every ``interval_s``, reload the folder if its content changed; never give up."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reload(state)
+        except (RedisError, OSError) as exc:  # Redis away: the folder is loaded again next round
+            log.warning("policy reload postponed: %s", exc)
+        except Exception:
+            # A bug must not end the watching: the policy in force would then never change.
+            log.exception("policy reload failed; keeping the policy in force")
