@@ -28,7 +28,7 @@ TO_USA = Label("SECRET", ["USA"], "AMBER")
 TO_EST = Label("RESTRICTED", ["EST"], "AMBER", topics=["apt"])
 # Longer than redis-py's 5 s socket_timeout default (which once cut every long poll), than
 # uvicorn's 5 s keep-alive, and than the broker's own block slice.
-PAST_THE_DEFAULTS_S = 8.0
+PAST_THE_DEFAULTS_S = 10.0
 
 
 def signed_headers(who: str, url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
