@@ -51,6 +51,7 @@ def broker_in_thread(app: FastAPI, port: int | None = None) -> Iterator[Threaded
         port=port,
         log_level="warning",
         http="broker.http_protocol:BoundedHttpToolsProtocol",  # as `tearline serve` runs
+        proxy_headers=False,  # as `tearline serve` with no trusted proxies
     )
     server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()

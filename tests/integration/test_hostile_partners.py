@@ -91,6 +91,43 @@ def test_a_header_flood_is_refused_with_431_and_stalls_nobody(broker: RunningBro
         assert gbr.publish(BUNDLE, TO_USA, suite="pq-hybrid").recipients
 
 
+# --- 2. one partner's long polls exhaust the Redis pool for everyone ---------------------------
+
+
+async def test_a_hundred_long_polls_from_one_partner_leave_the_others_served(
+    broker: RunningBroker,
+) -> None:
+    url = f"{broker.url}/v1/inbox?wait=5"
+
+    async def poll(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        signed_url = f"{url}&consumer=c{i}"
+        headers = sign_as(me("USA"), "GET", signed_url, {}, None, now=datetime.now(UTC))
+        return await client.get(signed_url, headers=headers)
+
+    limits = httpx.Limits(max_connections=200)
+    async with (
+        httpx.AsyncClient(timeout=30, limits=limits) as client,
+        AsyncPartner(broker.url, me("GBR")) as gbr,
+        AsyncPartner(broker.url, me("EST")) as est,
+    ):
+        polls = [asyncio.create_task(poll(client, i)) for i in range(100)]
+        share = broker.settings.blocking_readers_per_partner
+        while broker.state.waiters.held_by("USA") < share:
+            await asyncio.sleep(0.05)
+        # While USA holds its share and is refused the rest, the others are served as usual.
+        waiting = asyncio.create_task(est.inbox(wait_s=10))
+        receipt = await gbr.publish(BUNDLE, Label("RESTRICTED", ["EST"], "AMBER", topics=["apt"]))
+        assert [r.id for r in await asyncio.wait_for(waiting, 30)] == [receipt.id]
+        assert (await client.get(f"{broker.url}/readyz")).status_code == 200
+        answers = await asyncio.gather(*polls)
+    statuses = [r.status_code for r in answers]
+    assert statuses.count(200) == share
+    assert statuses.count(429) == 100 - share
+    assert {r.json()["error"]["code"] for r in answers if r.status_code == 429} == {
+        "too_many_waiters"
+    }
+
+
 # --- 5. an open stream outlives the revocation of the key that opened it -----------------------
 
 
