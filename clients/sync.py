@@ -110,6 +110,9 @@ class Partner:
     def directory(self, *, refresh: bool = False) -> Directory:
         return self._run(self._node.directory(refresh=refresh))
 
+    def agreements(self) -> list[dict[str, Any]]:
+        return self._run(self._node.agreements())
+
     def preview(self, label: Label, *, suite: str = "classic") -> dict[str, PreviewDecision]:
         return self._run(self._node.preview(label, suite=suite))
 
