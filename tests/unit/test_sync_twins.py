@@ -50,7 +50,7 @@ def test_the_constructors_take_the_same_options(async_cls: type, sync_cls: type)
 
 
 @pytest.mark.parametrize("delivery", [Report, Recall, Gap])
-def test_a_delivery_acks_without_a_coroutine_method(delivery: type) -> None:
+def test_a_delivery_acks_without_a_coroutine_method(delivery: type[Report | Recall | Gap]) -> None:
     """``ack`` returns an awaitable rather than being ``async def``: the sync twin's deliveries
     acknowledge when called; the async client's are awaited."""
     assert not inspect.iscoroutinefunction(delivery.ack)
