@@ -8,26 +8,20 @@ OPS-HQ`` writes.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from clients.errors import TransportError
-from clients.httpsig import sign_as
-from clients.partner import _raise_for_error
+from clients.http import SignedClient
 from clients.protocol.encoding import parse_time
 from clients.protocol.identity import Identity
+from clients.sync import LoopRunner
 
 T = TypeVar("T")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,53 +112,16 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class AsyncOperator:
-    def __init__(
-        self,
-        base_url: str,
-        identity: Identity,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout_s: float = 30.0,
-        clock: Callable[[], datetime] = _utc_now,
-    ) -> None:
-        self.identity = identity
-        self._clock = clock
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
-        )
-
-    async def __aenter__(self) -> AsyncOperator:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _json(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        # Signed as AsyncPartner signs: over the exact URL sent. No operator request has a body.
-        request = self._http.build_request(method, path, params=params)
-        request.headers.update(
-            sign_as(
-                self.identity, method, str(request.url), dict(request.headers), None,
-                now=self._clock(),
-            )
-        )  # fmt: skip
-        try:
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{method} {path} failed: {exc}") from exc
-        _raise_for_error(response)
-        return response.json()
+class AsyncOperator(SignedClient):
+    """An operator's client: the audit trail and the dead letters. Its identity is listed in
+    ``policies/operators.yaml``; requests are signed as a partner's are."""
 
     async def audit(self, report_id: str | None = None, *, limit: int = 100) -> AuditPage:
         """The audit trail, newest first: every event, or those of one report."""
         params: dict[str, Any] = {"limit": limit}
         if report_id is not None:
             params["report_id"] = report_id
-        data = await self._json("GET", "/v1/audit", params)
+        data = await self._json("GET", "/v1/audit", params=params)
         return AuditPage(list(data["entries"]), data.get("checkpoint"))
 
     async def dead_letters(
@@ -174,7 +131,7 @@ class AsyncOperator:
         params: dict[str, Any] = {"partner": partner, "limit": limit}
         if after is not None:
             params["after"] = after
-        data = await self._json("GET", "/v1/dead-letters", params)
+        data = await self._json("GET", "/v1/dead-letters", params=params)
         return DeadLetterPage(
             data["partner"],
             tuple(DeadLetter.from_dict(d) for d in data["dead_letters"]),
@@ -200,7 +157,7 @@ class AsyncOperator:
         return Replayed(data["partner"], data["dead_letter"], data["entry_id"])
 
 
-class Operator:
+class Operator(LoopRunner):
     """The synchronous twin of :class:`AsyncOperator`, on a private event loop (so not for use
     inside a running one)."""
 
@@ -212,11 +169,8 @@ class Operator:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
+        super().__init__()
         self._client = AsyncOperator(base_url, identity, transport=transport, timeout_s=timeout_s)
-
-    def _run(self, coro: Awaitable[T]) -> T:
-        return self._loop.run_until_complete(coro)
 
     def __enter__(self) -> Operator:
         return self

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import httpx
@@ -31,9 +31,8 @@ from clients.errors import (
     RateLimitedError,
     TearlineError,
     TransportError,
-    error_for_status,
 )
-from clients.httpsig import sign_as
+from clients.http import SignedClient, error_of, utc_now
 from clients.protocol.encoding import b64d
 from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from clients.protocol.identity import Identity, KeyRecord, Registry
@@ -41,10 +40,6 @@ from clients.protocol.label import Label, Scheme
 from clients.protocol.receipt import Receipt, verify_receipt
 
 log = logging.getLogger("tearline.client")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ _STREAM_READ_TIMEOUT_S: Final = 60.0
 _SEEN_MAX: Final = 10_000
 
 
-class AsyncPartner:
+class AsyncPartner(SignedClient):
     """A partner node's client. ``reconnect_base_s`` and ``reconnect_cap_s`` shape the backoff
     of :meth:`subscribe` between reconnection attempts; ``rng`` draws its jitter (pass a seeded
     ``random.Random`` for a reproducible schedule)."""
@@ -179,76 +174,18 @@ class AsyncPartner:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         reconnect_base_s: float = 0.5,
         reconnect_cap_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
-        self.identity = identity
-        self._clock = clock
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
-        )
+        super().__init__(base_url, identity, transport=transport, timeout_s=timeout_s, clock=clock)
         self._directory: Directory | None = None
         # Checked now, not at the first outage: a bad value is the caller's mistake.
         Backoff(base_s=reconnect_base_s, cap_s=reconnect_cap_s)
         self._reconnect_base_s = reconnect_base_s
         self._reconnect_cap_s = reconnect_cap_s
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-
-    async def __aenter__(self) -> AsyncPartner:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    # --- signed HTTP ----------------------------------------------------------------------
-
-    def _signed(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        body: bytes | None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Request:
-        request = self._http.build_request(
-            method, path, params=params, content=body, headers=headers
-        )
-        request.headers.update(
-            sign_as(
-                self.identity, method, str(request.url), dict(request.headers), body,
-                now=self._clock(),
-            )
-        )  # fmt: skip
-        return request
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        body: bytes | None = None,
-        timeout_s: float | None = None,
-    ) -> httpx.Response:
-        headers = {"content-type": "application/json"} if body is not None else None
-        request = self._signed(method, path, params, body, headers)
-        if timeout_s is not None:
-            request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()
-        try:
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{method} {path} failed: {exc}") from exc
-        _raise_for_error(response)
-        return response
-
-    async def _json(self, method: str, path: str, payload: Any = None, **kw: Any) -> Any:
-        body = json.dumps(payload).encode() if payload is not None else None
-        return (await self._send(method, path, body=body, **kw)).json()
 
     # --- what a partner does --------------------------------------------------------------
 
@@ -503,7 +440,7 @@ def _worth_retrying(exc: TearlineError) -> bool:
 
 def _stream_refusal(response: httpx.Response) -> TearlineError:
     """What a non-2xx answer to the stream request means: retry (429, 5xx), or the error."""
-    error = _error_of(response)
+    error = error_of(response)
     if response.status_code == 429 or response.status_code >= 500:
         return _StreamLost(
             f"the broker answered {response.status_code}: {error.message} ({error.code})",
@@ -602,28 +539,3 @@ class _Subscription:
             log.warning("inbox stream lost: %s; reconnecting", reason)
         else:
             log.warning("inbox stream unavailable: %s; retrying", reason)
-
-
-def _raise_for_error(response: httpx.Response) -> None:
-    if not response.is_success:
-        raise _error_of(response)
-
-
-def _error_of(response: httpx.Response) -> TearlineError:
-    try:
-        error = response.json()["error"]
-        code, message, details = error["code"], error["message"], error.get("details")
-    except Exception:
-        code, message, details = "http_error", f"HTTP {response.status_code}", None
-    cls = error_for_status(response.status_code)
-    retry_after_s = _retry_after_s(response)
-    if retry_after_s is None:  # keep the class's own default (1 s for 429 and 503)
-        return cls(message, code=code, details=details)
-    return cls(message, code=code, details=details, retry_after_s=retry_after_s)
-
-
-def _retry_after_s(response: httpx.Response) -> int | None:
-    """``Retry-After`` in seconds, when it is given as seconds (the broker's form); an HTTP
-    date, or garbage, counts as absent."""
-    value = response.headers.get("retry-after", "").strip()
-    return int(value) if value.isascii() and value.isdigit() else None

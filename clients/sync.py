@@ -45,30 +45,12 @@ class _Done:
 _DONE = _Done()
 
 
-class Partner:
-    def __init__(
-        self,
-        base_url: str,
-        identity: Identity,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout_s: float = 30.0,
-        reconnect_base_s: float = 0.5,
-        reconnect_cap_s: float = 30.0,
-        rng: random.Random | None = None,
-    ) -> None:
+class LoopRunner:
+    """A private event loop that runs an async client's coroutines to completion, for a sync
+    twin. Not for use inside a running event loop."""
+
+    def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._node = AsyncPartner(
-            base_url,
-            identity,
-            transport=transport,
-            timeout_s=timeout_s,
-            reconnect_base_s=reconnect_base_s,
-            reconnect_cap_s=reconnect_cap_s,
-            rng=rng,
-        )
-        # Subscriptions not yet closed, so close() can finish them before the loop goes.
-        self._streams: set[AsyncGenerator[Delivery, None]] = set()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on this client's loop.
@@ -89,6 +71,32 @@ class Partner:
             if not task.cancelled():
                 task.exception()  # retrieved: asyncio would otherwise log it at exit
             raise
+
+
+class Partner(LoopRunner):
+    def __init__(
+        self,
+        base_url: str,
+        identity: Identity,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+        reconnect_base_s: float = 0.5,
+        reconnect_cap_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__()
+        self._node = AsyncPartner(
+            base_url,
+            identity,
+            transport=transport,
+            timeout_s=timeout_s,
+            reconnect_base_s=reconnect_base_s,
+            reconnect_cap_s=reconnect_cap_s,
+            rng=rng,
+        )
+        # Subscriptions not yet closed, so close() can finish them before the loop goes.
+        self._streams: set[AsyncGenerator[Delivery, None]] = set()
 
     def __enter__(self) -> Partner:
         return self
