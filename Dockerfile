@@ -11,10 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin tearline
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY clients ./clients
 COPY broker ./broker
-RUN pip install ".[broker]"
+RUN pip install -c requirements.lock ".[broker]"
 
 # The example policy set, so the image runs on its own; compose mounts the operator's read-only
 # over it. data/ holds the broker's receipt-signing key: a named volume keeps it across restarts,
@@ -23,9 +23,11 @@ COPY policies ./policies
 RUN mkdir -p /app/data && chown tearline:tearline /app/data
 
 USER tearline
+# The names partners reach a local `docker run -p 8000:8000` by; set yours (RFC 9421 @target-uri).
 ENV TEARLINE_POLICIES_DIR=/app/policies \
     TEARLINE_DATA_DIR=/app/data \
-    TEARLINE_PORT=8000
+    TEARLINE_PORT=8000 \
+    TEARLINE_PUBLIC_URL=http://localhost:8000,http://127.0.0.1:8000
 EXPOSE 8000
 
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \

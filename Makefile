@@ -3,12 +3,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench heavy clean serve demo
+.PHONY: install test lint bench heavy clean serve demo lock test-latest
 
-$(VENV)/.installed: pyproject.toml
+# Installed at the versions in requirements.lock, so every machine tests the same thing.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[broker,dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[broker,dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -35,8 +36,26 @@ bench: install
 serve: install
 	$(BIN)/tearline serve
 
+# The newest versions pyproject.toml allows, in a virtual environment of their own: the suite
+# on them catches an upstream change of default (as redis-py's socket timeout once was).
+LATEST := .venv-latest
+$(LATEST)/.installed: pyproject.toml
+	$(PY) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --upgrade pip
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[broker,dev]'
+	touch $@
+
+test-latest: $(LATEST)/.installed
+	$(LATEST)/bin/pip freeze --exclude-editable | diff requirements.lock - | grep '^[<>]' || true
+	$(LATEST)/bin/python -m pytest -q
+
+# Rewrite requirements.lock from the newest versions allowed (then run the tests on it).
+lock: $(LATEST)/.installed
+	{ sed -n '1,3p' requirements.lock; $(LATEST)/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache
 
 demo: install
 	$(BIN)/tearline demo
