@@ -17,7 +17,7 @@ from broker.api.deps import Body, Caller, State, body_schema, json_body
 from broker.api.errors import RequestShapeError, error_body, redis_outage
 from broker.api.reports import errors
 from broker.auth import Authenticated
-from broker.delivery import next_batch
+from broker.delivery import Delivered, next_batch
 from broker.metrics import DELIVERIES
 from broker.settings import LONG_POLL_LIMIT_S
 from broker.state import BrokerState
@@ -145,21 +145,31 @@ async def stream(
                         return
                     DELIVERIES.inc(len(batch))
                     for delivered in batch:
-                        yield ServerSentEvent(
-                            data=json.dumps(delivered.to_dict()),
-                            id=delivered.entry_id,
-                            event=delivered.kind,
-                        )
+                        yield entry_event(delivered)
         except (TearlineError, RedisError) as exc:
             # The response has started: no status to send. Say why and end the stream; the
             # client resumes from its last event id (entries not acked come back).
-            error = exc if isinstance(exc, TearlineError) else redis_outage(exc)
-            body = error_body(error.code, error.message)
-            yield ServerSentEvent(
-                data=json.dumps(body), event="error", retry=1000 * (error.retry_after_s or 5)
-            )
+            yield error_event(exc)
 
     return EventSourceResponse(events(), ping=state.settings.sse_heartbeat_s)
+
+
+def entry_event(delivered: Delivered) -> ServerSentEvent:
+    """An inbox entry as an SSE event: its kind as the event type, its entry id as the id, the
+    entry (as in a long-poll page) as the data (docs/protocol.md, "Server-Sent Events")."""
+    return ServerSentEvent(
+        data=json.dumps(delivered.to_dict()), id=delivered.entry_id, event=delivered.kind
+    )
+
+
+def error_event(exc: TearlineError | RedisError) -> ServerSentEvent:
+    """The last event of a stream the broker ends on a failure: the usual error body as data,
+    ``retry:`` the least delay before reconnecting, in milliseconds."""
+    error = exc if isinstance(exc, TearlineError) else redis_outage(exc)
+    body = error_body(error.code, error.message)
+    return ServerSentEvent(
+        data=json.dumps(body), event="error", retry=1000 * (error.retry_after_s or 5)
+    )
 
 
 def _still_entitled(state: BrokerState, caller: Authenticated) -> bool:

@@ -102,7 +102,9 @@ def strict_loads(data: bytes | str) -> Any:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON (RFC 8785 for the strings, lists and objects that labels hold)."""
+    """Canonical JSON: byte for byte RFC 8785 on what labels and receipts can hold (plain ASCII
+    strings, lists, objects, null; tests/unit/test_canonical_json.py proves it), though not on
+    floats or keys past U+FFFF."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
