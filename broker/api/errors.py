@@ -83,7 +83,9 @@ async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # A bug: the operator's log gets the traceback (Starlette logs it), the caller a sentence.
-    return error_response(InternalError("the broker failed; the operator's log says why"))
+    error = InternalError("the broker failed; the operator's log says why")
+    log_refusal(request.scope, 500, error.code, repr(exc))
+    return error_response(error)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -91,14 +93,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     details = [
         {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()
     ]
-    return JSONResponse(
-        error_body("invalid_request", "the request does not match the API's schema", details), 422
-    )
+    message = "the request does not match the API's schema"
+    log_refusal(request.scope, 422, "invalid_request", f"{message}: {details}")
+    return JSONResponse(error_body("invalid_request", message, details), 422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    log_refusal(request.scope, exc.status_code, code, str(exc.detail))
     return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
