@@ -18,7 +18,9 @@ from sse_starlette.sse import AppStatus
 from broker import audit, retention
 from broker.api import audit as audit_api
 from broker.api import deadletters, directory, health, inbox, reports, status
+from broker.api import docs as api_docs
 from broker.api import errors as api_errors
+from broker.api import openapi as api_openapi
 from broker.api.limits import HeaderLimits
 from broker.connections import connect
 from broker.keys import load_or_create
@@ -30,6 +32,12 @@ from broker.store import Store
 from clients.errors import UnavailableError
 
 log = logging.getLogger("tearline.broker")
+
+# Who signs the requests of each router: partners, operators, nobody. broker.api.openapi
+# documents it; tests/integration/test_authorisation.py shows that the broker enforces it.
+PARTNER_ROUTERS = (reports.router, inbox.router, directory.router)
+OPERATOR_ROUTERS = (audit_api.router, deadletters.router, status.router)
+PUBLIC_ROUTERS = (health.router,)
 
 # How often a broker that started while Redis was away tries to set up the inboxes again, and
 # how often it looks for the server's shutdown signal.
@@ -139,6 +147,8 @@ def create_app(
             "to them. Every partner request carries an RFC 9421 HTTP Message Signature (Ed25519)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: broker.api.docs serves its own
+        redoc_url=None,
     )
     api_errors.install(app)
     app.add_middleware(RequestObserver)
@@ -146,6 +156,8 @@ def create_app(
     app.add_middleware(
         HeaderLimits, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes
     )
-    for module in (reports, inbox, directory, audit_api, deadletters, status, health):
-        app.include_router(module.router)
+    for router in (*PARTNER_ROUTERS, *OPERATOR_ROUTERS, *PUBLIC_ROUTERS):
+        app.include_router(router)
+    api_openapi.install(app, partner=PARTNER_ROUTERS, operator=OPERATOR_ROUTERS)
+    app.include_router(api_docs.router)  # /docs, /redoc: unsigned, outside the schema
     return app

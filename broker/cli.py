@@ -1,4 +1,5 @@
-"""Operator commands of ``tearline``: ``serve``, ``policy check`` and ``policy explain``."""
+"""Operator commands of ``tearline``: ``init``, ``serve``, ``policy check`` and ``policy explain``,
+``partner add``, ``audit verify``, ``demo``."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from broker.policy.fingerprint import fingerprint
 from broker.policy.folder import read_policy_folder
 from broker.policy.load import check_files, check_policies
 from clients.errors import TearlineError
-from clients.protocol.encoding import EncodingError, parse_time, strict_loads
+from clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
 from clients.protocol.label import Label
+from clients.terminal import LABEL_HELP, console
 
 policy_app = typer.Typer(help="Check and explain the policy folder.", no_args_is_help=True)
 
@@ -27,7 +32,9 @@ PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy fol
 
 
 def register(app: typer.Typer) -> None:
+    app.command("init")(init)
     app.add_typer(policy_app, name="policy")
+    app.add_typer(partner_app, name="partner")
     app.command("serve")(serve)
     app.command("demo")(demo)
     app.add_typer(audit_app, name="audit")
@@ -59,12 +66,25 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
 @policy_app.command("explain")
 def explain(
     originator: Annotated[str, typer.Option("--from", help="The originating partner id.")],
-    label: Annotated[Path, typer.Option(help="A JSON file holding one label (§3).")],
+    label: Annotated[Path, typer.Option(help=escape(LABEL_HELP))],
     policies: PoliciesOption = Path("policies"),
     suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
     at: Annotated[str | None, typer.Option(help="RFC 3339 time; default now.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='One JSON object: each partner\'s {"decision", "agreement"} or '
+            '{"decision", "reason"}.',
+        ),
+    ] = False,
 ) -> None:
-    """Print, for every partner, whether a report with LABEL from ORIGINATOR reaches it, and why."""
+    """Show, for every partner, whether a report with LABEL from ORIGINATOR reaches it, and why.
+
+    A table: the agreement the decision turns on and, for a refusal, the term that fails
+    (ceiling, clearance, topic, caveat, suite). --json prints the decisions as one object."""
+    from broker.policy.why import explain_all
+
     policy, problems = check_policies(policies)
     if policy is None:
         for problem in problems:
@@ -77,15 +97,41 @@ def explain(
     if originator not in policy.registry:
         raise _fail(f"--from {originator}: not a partner in {policies}/partners.yaml", 2)
     try:
-        parsed = Label.from_dict(strict_loads(label.read_bytes()))
-        decisions = policy.decide(parsed, originator, suite, now)
+        data = label.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {label}: {exc.strerror}", 2) from None
+        raise _fail(f"cannot read the label file {label} (--label): {exc.strerror}", 2) from None
+    try:
+        parsed = Label.from_dict(strict_loads(data))
+        decisions = policy.decide(parsed, originator, suite, now)
     except EncodingError as exc:
         raise _fail(f"{label}: {exc}", 2) from None
     except TearlineError as exc:
         raise _fail(f"{label}: {exc.message}", 2) from None
-    typer.echo(json.dumps(policy.explain(decisions), indent=2))
+    if as_json:
+        typer.echo(json.dumps(policy.explain(decisions), indent=2))
+        return
+    out = console()
+    what = f"{parsed.classification} REL TO {', '.join(parsed.releasable_to)}"
+    if parsed.caveats:
+        what += f", caveats {', '.join(parsed.caveats)}"
+    if parsed.topics:
+        what += f", topics {', '.join(parsed.topics)}"
+    out.print(
+        Text(f"{originator} sends {what}, TLP:{parsed.tlp}; suite {suite}, at {format_time(now)}")
+    )
+    table = Table()
+    for column in ("partner", "decision", "agreement", "why"):
+        table.add_column(column)
+    for line in explain_all(policy, parsed, originator, suite, now, decisions):
+        d = line.decision
+        if d.granted:
+            decision, why = Text("grant", style="green"), Text(line.term)
+        else:
+            reason = d.reason.value if d.reason else ""
+            decision = Text("deny", style="red")
+            why = Text(f"{reason}: {line.term}" if line.term else reason)
+        table.add_row(Text(line.partner), decision, Text(line.agreement or "-"), why)
+    out.print(table)
 
 
 # Long polls and SSE streams would hold a graceful shutdown open for as long as they last; they
@@ -221,8 +267,10 @@ def _stop_on_signals() -> Iterator[None]:
     # SIGTERM's default action kills the process on the spot, skipping every `finally`, and
     # uvicorn re-raises the signal it caught once it has shut down: turned into SystemExit, it
     # unwinds through the ExitStack above, so the embedded Redis is stopped, and stopped last.
+    # A stop that was asked for (Ctrl-C, or SIGTERM from a service manager or `make`) is a
+    # success: exit 0, so `make serve` does not report "Error 143" after a clean shutdown.
     def leave(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+        raise SystemExit(0)
 
     previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -278,11 +326,18 @@ def audit_verify(
     try:
         public = b64d(broker_key) if broker_key else load(data_dir / "broker.identity.json").public
     except (EncodingError, TearlineError) as exc:
-        raise _fail(f"broker key: {exc}", 2) from None
+        raise _fail(
+            f"broker key: {exc}; give --data-dir the broker's data folder (where `tearline serve` "
+            "keeps broker.identity.json), or --broker-key",
+            2,
+        ) from None
+    url = os.environ.get("REDIS_URL")
     with contextlib.ExitStack() as stack:
-        url = os.environ.get("REDIS_URL")
         if not url:
-            url = stack.enter_context(EmbeddedRedis(data_dir / "redis")).url
+            try:
+                url = stack.enter_context(EmbeddedRedis(data_dir / "redis")).url
+            except TearlineError as exc:
+                raise _fail(_embedded_refusal(exc, data_dir), 1) from None
         client: Any = sync_redis.Redis.from_url(url)  # replies are bytes; the stubs say unions
 
         def entries(key: str) -> Iterator[tuple[str, dict[str, str]]]:
@@ -297,7 +352,105 @@ def audit_verify(
             result = verify_trail(entries(AUDIT_KEY), checkpoints, public)
         except AuditError as exc:
             raise _fail(f"audit trail BROKEN: {exc.message}", 1) from None
+        except sync_redis.RedisError as exc:
+            raise _fail(
+                f"cannot read the audit trail from Redis at {url}: {str(exc).rstrip('.')}; is "
+                "that the broker's "
+                "Redis (REDIS_URL)?",
+                1,
+            ) from None
     typer.echo(
         f"ok: {result.entries} entries, {result.checkpoints} signed checkpoints; "
         f"{result.covered} entries covered, {result.entries - result.covered} after the last"
     )
+
+
+def _embedded_refusal(exc: TearlineError, data_dir: Path) -> str:
+    """Why no redis-server could be started on ``data_dir/redis``, and what to run instead."""
+    from broker.embedded import running_url
+
+    if exc.code != "redis_data_dir_in_use":
+        return exc.message
+    url = running_url(data_dir / "redis")
+    how = (
+        f"verify against it: REDIS_URL={url} tearline audit verify --data-dir {data_dir}"
+        if url
+        else "set REDIS_URL to the Redis URL `tearline serve` printed when it started"
+    )
+    return (
+        f"a running broker's embedded redis-server holds {data_dir / 'redis'} (two servers on "
+        f"one AOF would corrupt it); {how}, or stop the broker first"
+    )
+
+
+def init(
+    folder: Annotated[Path, typer.Argument(help="A new or empty folder to write into.")],
+) -> None:
+    """Write a policy folder, its partners' identities and examples; print what to run next.
+
+    FOLDER gets policies/ (scheme, four partners, an operator, three agreements), keys/ (the
+    identity file of each, mode 0600, and its public entry), label.json and bundle.json. The
+    commands printed serve it, publish as one partner and receive as another."""
+    from broker.init import init_world, next_steps
+
+    try:
+        world = init_world(folder, datetime.now(UTC))
+    except TearlineError as exc:
+        raise _fail(exc.message, 2) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {exc.filename}: {exc.strerror}", 1) from None
+    s = world.summary
+    typer.echo(f"wrote a Tearline world in {world.root}:")
+    typer.echo(
+        f"  {world.policies}/  scheme {s['policy']}, {s['partners']} partners, "
+        f"{s['agreements']} agreements, {s['operators']} operator"
+    )
+    typer.echo(
+        f"  {world.keys}/  each one's ID.identity.json (private, mode 0600) and ID.public.yaml"
+    )
+    typer.echo(f"  {world.label}  CONFIDENTIAL, REL TO USA, EST, DEU, topic ransomware, TLP:AMBER")
+    typer.echo(f"  {world.bundle}  a STIX 2.1 bundle with one indicator")
+    typer.echo("")
+    typer.echo(next_steps(world))
+
+
+partner_app = typer.Typer(help="Add partners to the policy folder.", no_args_is_help=True)
+
+
+@partner_app.command("add")
+def partner_add(
+    file: Annotated[
+        Path, typer.Argument(help="The partner's ID.public.yaml, as `tearline keygen` wrote it.")
+    ],
+    policies: PoliciesOption = Path("policies"),
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Update the entry of a partner already there.")
+    ] = False,
+) -> None:
+    """Add a partner's ID.public.yaml to the registry, POLICIES/partners.yaml.
+
+    The folder is checked as `tearline policy check` checks it before anything is written; the
+    file is replaced in one rename, its comments kept. A running broker picks it up within
+    TEARLINE_POLICY_POLL_S."""
+    from broker.partners_file import PartnerFileError, add_partner, read_entry
+
+    try:
+        done = add_partner(policies, read_entry(file), replace=replace)
+    except PartnerFileError as exc:
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise _fail(exc.message, 1) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {exc.filename or policies}: {exc.strerror}", 1) from None
+    verb = "replaced" if done.replaced else "added"
+    typer.echo(
+        f"{verb} {done.partner} in {done.path} ({done.partners} partners); "
+        f"fingerprint {done.fingerprint}"
+    )
+    if done.agreements:
+        typer.echo(f"{done.partner} is a party to: {', '.join(done.agreements)}")
+    else:
+        typer.echo(
+            f"{done.partner} is in no agreement yet: to share with it, add it under "
+            f"`parties:` in one of {policies}/agreements/*.yaml"
+        )

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from broker.app import create_app
@@ -27,6 +26,7 @@ from clients.partner import Report
 from clients.protocol.envelope import seal
 from clients.protocol.label import Label
 from clients.sync import Partner
+from clients.terminal import console as make_console
 
 NODES = {
     "GBR": ("United Kingdom", "pq-hybrid"),
@@ -92,7 +92,7 @@ def _write_policies(folder: Path, identities: dict[str, Identity], now: datetime
 
 
 def run_demo(workdir: Path | None, redis_url: str | None, as_json: bool) -> dict[str, Any]:
-    console = Console(quiet=as_json)
+    console = make_console(quiet=as_json)  # not folded at 80 columns when piped
     now = datetime.now(UTC).replace(microsecond=0)
     with ExitStack() as stack:
         root = workdir or Path(
@@ -105,7 +105,8 @@ def run_demo(workdir: Path | None, redis_url: str | None, as_json: bool) -> dict
             write_keypair(identity, keys, name)
             identities[pid] = Identity.load(keys / f"{pid}.identity.json")
         _write_policies(root / "policies", identities, now)
-        console.rule("[bold]Tearline demo")
+        if console.is_terminal:
+            console.rule("[bold]Tearline demo")
         console.print(f"keys and policies in {root}")
         if redis_url is None:
             redis = stack.enter_context(EmbeddedRedis(root / "data"))
@@ -184,7 +185,8 @@ def run_demo(workdir: Path | None, redis_url: str | None, as_json: bool) -> dict
                 f"\nGBR tries to seal the same label for USA [bold]and DEU[/]: refused "
                 f"([red]{exc.code}[/]: {exc.details}); nothing was stored."
             )
-        console.rule()
+        if console.is_terminal:
+            console.rule()
         return {
             "preview": {p: d.agreement or d.reason for p, d in sorted(decisions.items())},
             "receipt": receipt.to_dict(),

@@ -204,6 +204,7 @@ class EmbeddedRedis:
             except BaseException:
                 self._release_lock()
                 raise
+            self._note_url()
             atexit.register(self.stop)
             return self
 
@@ -349,8 +350,19 @@ class EmbeddedRedis:
             ) from None
         self._lock = lock
 
+    def _note_url(self) -> None:
+        # The lock file says where the server listens, for whoever finds the folder in use
+        # (`tearline audit verify` beside a running broker): see running_url().
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.truncate(0)
+                self._lock.write(self.url.encode())
+                self._lock.flush()
+
     def _release_lock(self) -> None:
         if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.truncate(0)
             self._lock.close()
             self._lock = None
 
@@ -367,3 +379,19 @@ class _ExitedEarly(Exception):
         super().__init__(f"redis-server exited with code {returncode}")
         self.returncode = returncode
         self.log = log
+
+
+def running_url(data_dir: Path | str) -> str | None:
+    """The URL of the embedded redis-server that holds ``data_dir`` now, if one does."""
+    lock = Path(data_dir) / LOCK_FILE
+    try:
+        with lock.open("rb") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                url = lock.read_text(encoding="ascii", errors="replace").strip()
+                return url if url.startswith("redis://") else None
+            fcntl.flock(file, fcntl.LOCK_UN)
+            return None  # nobody holds it
+    except OSError:
+        return None

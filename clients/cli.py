@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,20 +15,38 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final, NoReturn
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
-from clients.errors import RateLimitedError, TearlineError, TransportError
+from clients.errors import (
+    AuthenticationError,
+    IdentityError,
+    InputError,
+    RateLimitedError,
+    TearlineError,
+    TransportError,
+    UnavailableError,
+)
+from clients.inbox_folder import InboxFolder, Written
 from clients.keyfile import Identity, generate, write_keypair
 from clients.operator_cli import dead_letters_app
 from clients.partner import Delivery, Gap, Recall, Report
 from clients.protocol.encoding import EncodingError, format_time, strict_loads
-from clients.protocol.envelope import STIX_CONTENT_TYPE
+from clients.protocol.envelope import STIX_CONTENT_TYPE, seal
 from clients.protocol.identity import check_suite
 from clients.protocol.label import Label
+from clients.protocol.receipt import Receipt
 from clients.sync import Partner
+from clients.terminal import (
+    LABEL_HELP,
+    broker_url_problem,
+    console,
+    reason_text,
+    unreachable,
+)
 
 # The SDK's logger: subscribe shows its lines on stderr, and logs its own failed acks there.
 log = logging.getLogger("tearline.client")
@@ -63,7 +82,10 @@ def keygen(
     except TearlineError as exc:
         raise fail(exc.message, 2) from None
     typer.echo(f"wrote {private_path} (private: keep it on this node, mode 0600)")
-    typer.echo(f"wrote {public_path} (public: give it to the broker operator)")
+    typer.echo(
+        f"wrote {public_path} (public: give it to the broker operator, who adds it with "
+        f"`tearline partner add {public_path} --policies POLICY-FOLDER`)"
+    )
 
 
 BrokerOption = Annotated[
@@ -75,45 +97,179 @@ IdentityOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def _broker(url: str) -> str:
+    problem = broker_url_problem(url)
+    if problem is not None:
+        raise fail(problem, 2)
+    return url.strip()
+
+
+def _identity(path: Path) -> Identity:
+    """This node's identity, or a usage error that says which file to give instead."""
+    try:
+        return Identity.load(path)
+    except IdentityError as exc:
+        hint = ""
+        if not path.exists():
+            hint = (
+                "; pass --identity FILE or set TEARLINE_IDENTITY to this node's ID.identity.json "
+                "(tearline keygen, or tearline init, writes one)"
+            )
+        raise fail(f"{exc.message}{hint}", 2) from None
+
+
+def _read_payload(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read the payload {path}: {exc.strerror}", 2) from None
+
+
+def _read_label(path: Path) -> Label:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read the label file {path} (--label): {exc.strerror}", 2) from None
+    try:
+        return Label.from_dict(strict_loads(data))
+    except EncodingError as exc:
+        raise fail(f"label file {path}: {exc}", 2) from None
+    except TearlineError as exc:
+        raise fail(f"label file {path}: {exc.message}", 2) from None
+
+
 @app.command()
 def publish(
     payload: Annotated[Path, typer.Argument(help="The report: a STIX 2.1 bundle or any file.")],
-    label: Annotated[Path, typer.Option(help="A JSON file holding the security label (§3).")],
+    label: Annotated[Path, typer.Option(help=escape(LABEL_HELP))],
     broker: BrokerOption = "http://127.0.0.1:8000",
     identity: IdentityOption = Path("identity.json"),
     suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
     content_type: Annotated[str, typer.Option()] = STIX_CONTENT_TYPE,
     only: Annotated[list[str] | None, typer.Option(help="Share with only these partners.")] = None,
+    require_all: Annotated[
+        bool,
+        typer.Option(
+            "--require-all",
+            help="Send nothing unless every partner named in REL TO (groups expanded) is "
+            "entitled to it.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Seal PAYLOAD for every partner entitled to LABEL, post it, print the broker's receipt."""
+    """Seal PAYLOAD for every partner entitled to LABEL, post it, print the broker's receipt.
+
+    Each partner named in REL TO (groups expanded) that does not get it is listed with the
+    reason, like "not sent to DEU: NO_AGREEMENT"; --require-all sends nothing in that case."""
+    url = _broker(broker)
+    me = _identity(identity)
+    body = _read_payload(payload)
+    parsed = _read_label(label)
     try:
-        me = Identity.load(identity)
-        parsed = Label.from_dict(strict_loads(label.read_bytes()))
-        with Partner(broker, me) as node:
-            receipt = node.publish(
-                payload.read_bytes(), parsed, suite=suite, content_type=content_type, only=only
+        with Partner(url, me) as node:
+            decisions = node.preview(parsed, suite=suite)
+            scheme = node.directory().scheme
+            rel_to = sorted(scheme.expand(parsed.releasable_to) - {me.partner})
+            wanted = set(only) if only is not None else None
+            refused: dict[str, str] = {}
+            for pid in rel_to:
+                decision = decisions.get(pid)
+                if decision is None:  # REL TO may name an id the registry does not hold
+                    refused[pid] = "UNKNOWN_PARTNER"
+                elif not decision.granted:
+                    refused[pid] = decision.reason or "DENIED"
+            recipients = [
+                (pid, d.keys[0])
+                for pid, d in sorted(decisions.items())
+                if d.granted and d.keys and (wanted is None or pid in wanted)
+            ]
+            left_out = {
+                pid: "EXCLUDED_BY_ONLY"
+                for pid in rel_to
+                if pid not in refused and wanted is not None and pid not in wanted
+            }
+            not_sent = dict(sorted({**refused, **left_out}.items()))
+            why = _why_not(not_sent, me.partner, parsed, suite)
+            if require_all and refused:
+                _refuse_to_send(
+                    "--require-all, and not every partner named in REL TO is entitled",
+                    "require_all", not_sent, why, as_json,
+                )  # fmt: skip
+            if not recipients:
+                _refuse_to_send(
+                    "no partner named in REL TO is entitled to a report with this label"
+                    if wanted is None
+                    else f"none of --only {', '.join(sorted(wanted))} is entitled to it",
+                    "no_recipients", not_sent, why, as_json,
+                )  # fmt: skip
+            # Sealed from the preview just shown, not from a second one: what is said here
+            # is what was sent (the broker checks it again, and refuses the whole report if
+            # the policy changed meanwhile).
+            envelope = seal(
+                body,
+                parsed,
+                recipients,
+                me,
+                now=datetime.now(UTC),
+                suite=suite,
+                content_type=content_type,
             )
-    except OSError as exc:
-        raise fail(f"cannot read {exc.filename}: {exc.strerror}", 2) from None
-    except EncodingError as exc:
-        raise fail(f"{label}: {exc}", 2) from None
+            receipt = node.post_envelope(envelope)
     except TearlineError as exc:
-        raise fail(_describe(exc)) from None
+        raise fail(_describe(exc, url, me.partner)) from None
+    _print_receipt(receipt, not_sent, why, as_json)
+
+
+def _why_not(not_sent: dict[str, str], me: str, label: Label, suite: str) -> dict[str, str]:
+    return {
+        pid: reason_text(
+            code, partner=pid, originator=me, classification=label.classification, suite=suite
+        )
+        for pid, code in not_sent.items()
+    }
+
+
+def _refuse_to_send(
+    message: str, code: str, not_sent: dict[str, str], why: dict[str, str], as_json: bool
+) -> NoReturn:
     if as_json:
-        typer.echo(json.dumps(receipt.to_dict()))
+        typer.echo(json.dumps({"posted": False, "refused": code, "not_sent": not_sent}))
+    lines = "".join(f"\n  not sent to {pid}: {c} ({why[pid]})" for pid, c in not_sent.items())
+    raise fail(f"nothing sent: {message}{lines}")
+
+
+def _print_receipt(
+    receipt: Receipt, not_sent: dict[str, str], why: dict[str, str], as_json: bool
+) -> None:
+    if as_json:
+        typer.echo(json.dumps({**receipt.to_dict(), "not_sent": not_sent}))
         return
-    console = Console()
-    console.print(f"report [bold]{receipt.id}[/] accepted at {receipt.accepted_at}")
+    out = console()
+    out.print(Text(f"report {receipt.id} accepted at {receipt.accepted_at}"))
     for r in receipt.recipients:
-        console.print(f"  → {r.partner} under {r.agreement} (entry {r.position})")
+        out.print(Text(f"  → {r.partner} under {r.agreement} (entry {r.position})"))
+    for pid, code in not_sent.items():
+        out.print(Text(f"  not sent to {pid}: {code} ({why[pid]})", style="yellow"))
 
 
 @app.command()
 def subscribe(
     broker: BrokerOption = "http://127.0.0.1:8000",
     identity: IdentityOption = Path("identity.json"),
-    out: Annotated[Path | None, typer.Option(help="Write each payload to OUT/<id>.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write each payload to OUT/<id>.json (or .bin) and its label, originator and "
+            "TLP to OUT/<id>.label.json, mode 0600; the folder is made mode 0700."
+        ),
+    ] = None,
+    allow_world_readable: Annotated[
+        bool,
+        typer.Option(
+            "--allow-world-readable",
+            help="Write into an --out folder that other users can list or enter.",
+        ),
+    ] = False,
     once: Annotated[bool, typer.Option(help="One long poll, then exit.")] = False,
     wait: Annotated[float, typer.Option(help="With --once: seconds to wait.")] = 5.0,
     consumer: Annotated[str, typer.Option(help="Subscriber session name.")] = "default",
@@ -123,10 +279,18 @@ def subscribe(
 
     Without --once it runs until Ctrl-C or SIGTERM, reconnecting on its own when the broker
     restarts or its store is away; each outage is logged on stderr when it begins and ends."""
-    with _client_log_on_stderr(), _sigterm_interrupts():
+    url = _broker(broker)
+    me = _identity(identity)
+    folder = None
+    if out is not None:
+        folder = InboxFolder(out, allow_world_readable=allow_world_readable)
         try:
-            me = Identity.load(identity)
-            with Partner(broker, me) as node:
+            folder.prepare()  # before connecting: a folder it cannot use is a usage error
+        except InputError as exc:
+            raise fail(exc.message, 2) from None
+    with _client_log_on_stderr(), _sigterm_interrupts(), _stdout_closed_stops():
+        try:
+            with Partner(url, me) as node:
                 reports = (
                     iter(node.inbox(wait_s=wait, consumer=consumer, limit=100))
                     if once
@@ -137,21 +301,60 @@ def subscribe(
                         _print_gap(item, as_json)
                     elif isinstance(item, Recall):
                         # The originator withdrew it: so does this node.
-                        if out is not None:
-                            (out / item.id).unlink(missing_ok=True)
+                        if folder is not None:
+                            _remove(folder, item.id)
                         _print_recall(item, as_json)
                     else:
-                        if out is not None:
-                            out.mkdir(parents=True, exist_ok=True)
-                            (out / item.id).write_bytes(item.payload)
-                        _print_report(item, as_json)
-                    _acknowledge(item)
-        except OSError as exc:
-            raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
+                        files = _write(folder, item) if folder is not None else None
+                        _print_report(item, as_json, files)
+                    _acknowledge(item)  # only once it is written and shown
         except TearlineError as exc:
-            raise fail(_describe(exc)) from None
+            raise fail(_describe(exc, url, me.partner)) from None
         except KeyboardInterrupt:
             pass  # Ctrl-C or SIGTERM: the subscription closed its connection on the way out
+
+
+def _write(folder: InboxFolder, report: Report) -> Written:
+    try:
+        return folder.write(report, datetime.now(UTC))
+    except OSError as exc:
+        # Not acknowledged: the broker delivers it again once the folder is fixed.
+        raise fail(
+            f"cannot write report {report.id} to {folder.path}: {exc.strerror}; it was not "
+            "acknowledged and will be delivered again"
+        ) from None
+
+
+def _remove(folder: InboxFolder, report_id: str) -> None:
+    try:
+        folder.remove(report_id)
+    except OSError as exc:
+        raise fail(
+            f"report {report_id} was recalled but cannot be deleted from {folder.path}: "
+            f"{exc.strerror}; delete it by hand"
+        ) from None
+
+
+@contextlib.contextmanager
+def _stdout_closed_stops() -> Iterator[None]:
+    """When whatever reads the output goes away (``tearline subscribe | head -1``), stop with
+    one line on stderr instead of a traceback. The report whose line could not be written was
+    not acknowledged: the broker delivers it again."""
+    try:
+        yield
+    except BrokenPipeError:
+        # Nothing more can be written there, and Python would complain when it flushes stdout
+        # at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        with contextlib.suppress(OSError):
+            typer.echo(
+                "stopped: the output was closed (broken pipe); reports not yet shown were not "
+                "acknowledged and will be delivered again",
+                err=True,
+            )
+        raise typer.Exit(1) from None
 
 
 def _acknowledge(item: Delivery) -> None:
@@ -210,11 +413,13 @@ def recall(
     as_json: JsonOption = False,
 ) -> None:
     """Recall a report: undelivered copies are withdrawn, recipients that had it are told."""
+    url = _broker(broker)
+    me = _identity(identity)
     try:
-        with Partner(broker, Identity.load(identity)) as node:
+        with Partner(url, me) as node:
             outcome = node.recall(report_id)
     except TearlineError as exc:
-        raise fail(_describe(exc)) from None
+        raise fail(_describe(exc, url, me.partner)) from None
     if as_json:
         summary = {"report_id": outcome.report_id, "withdrawn": list(outcome.withdrawn),
                    "notified": list(outcome.notified)}  # fmt: skip
@@ -229,9 +434,13 @@ def _print_gap(gap: Gap, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"gap": {"lost": gap.lost, "before": gap.before}}))
         return
-    Console().print(
-        f"[bold yellow]gap[/]: retention dropped {gap.lost} entries before {gap.before} "
-        "that this node never acknowledged"
+    console().print(
+        Text("gap", style="bold yellow"),
+        Text(
+            f": retention dropped {gap.lost} entries before {gap.before} "
+            "that this node never acknowledged"
+        ),
+        sep="",
     )
 
 
@@ -239,10 +448,14 @@ def _print_recall(recall: Recall, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"recalled": recall.id, "originator": recall.originator}))
         return
-    Console().print(f"[bold red]recalled[/] {recall.id} by {recall.originator}: delete it")
+    console().print(
+        Text("recalled", style="bold red"),
+        Text(f" {recall.id} by {recall.originator}: delete it"),
+        sep="",
+    )
 
 
-def _print_report(report: Report, as_json: bool) -> None:
+def _print_report(report: Report, as_json: bool, files: Written | None = None) -> None:
     if as_json:
         summary = {
             "id": report.id,
@@ -252,18 +465,76 @@ def _print_report(report: Report, as_json: bool) -> None:
             "content_type": report.content_type,
             "bytes": len(report.payload),
         }
+        if files is not None:
+            summary |= {"file": str(files.payload), "label_file": str(files.label)}
         typer.echo(json.dumps(summary))
         return
     label = report.label
-    Console().print(
-        f"[bold]{report.id}[/] from {report.originator}: {label.classification} "
-        f"TLP:{label.tlp} REL TO {', '.join(label.releasable_to)}, {len(report.payload)} bytes"
+    line = Text(report.id, style="bold")
+    line.append(
+        f" from {report.originator}: {label.classification} TLP:{label.tlp} "
+        f"REL TO {', '.join(label.releasable_to)}, {len(report.payload)} bytes"
     )
+    if files is not None:
+        line.append(f" → {files.payload}")
+    console().print(line)
 
 
-def _describe(exc: TearlineError) -> str:
+def _describe(exc: TearlineError, broker: str | None = None, me: str | None = None) -> str:
+    """An error as one message that says what to do: the broker's URL when it cannot be
+    reached, which key to register when the broker does not know this node's signature."""
+    if isinstance(exc, TransportError) and not isinstance(exc, UnavailableError) and broker:
+        return unreachable(broker, exc)
     details = f" {json.dumps(exc.details)}" if exc.details else ""
-    return f"{exc.message} ({exc.code}){details}"
+    said = f"{exc.message} ({exc.code}){details}"
+    if isinstance(exc, UnavailableError):
+        return f"{said}; the broker at {broker} is not ready, try again shortly"
+    if isinstance(exc, AuthenticationError) and exc.code in ("unknown_key", "signature_invalid"):
+        who = me or "ID"
+        return (
+            f"{said}. The broker does not hold this identity's public keys: {who}'s entry in "
+            f"its partners.yaml is missing or holds other keys (a fresh keygen for an id "
+            f"already registered; the example policies/, whose private keys nobody has). An "
+            f"operator registers {who}.public.yaml with `tearline partner add` (--replace for "
+            f"new keys); `tearline init` makes a policy folder with identities to match"
+        )
+    return said
+
+
+#: The commands ``broker.cli`` adds, named here so that an SDK-only install can say what they
+#: need instead of "No such command" (the broker is not imported to learn them).
+OPERATOR_COMMANDS: Final = {
+    "init": "Write a policy folder and identities to try Tearline with.",
+    "serve": "Serve the broker's API.",
+    "policy": "Check and explain the policy folder.",
+    "partner": "Add partners to the policy folder.",
+    "audit": "Check the audit trail.",
+    "demo": "Run a broker and five partner nodes sharing one report.",
+}
+BROKER_INSTALL: Final = "pip install 'tearline[broker]'"
+
+
+def _needs_the_broker(app: typer.Typer, missing: str | None) -> None:
+    """Stand-ins for the operator commands when the broker's packages are not installed: each
+    says what to install, and only when it is asked for."""
+    for name, summary in OPERATOR_COMMANDS.items():
+
+        def refuse(ctx: typer.Context, name: str = name) -> None:
+            raise fail(
+                f"`tearline {name}` is an operator command and needs the broker's packages "
+                f"({missing or 'a dependency'} is not installed): {BROKER_INSTALL}",
+                2,
+            )
+
+        app.command(
+            name,
+            help=escape(f"{summary} Needs {BROKER_INSTALL}."),  # [broker] is not markup
+            context_settings={
+                "allow_extra_args": True,
+                "ignore_unknown_options": True,
+                "help_option_names": [],
+            },
+        )(refuse)
 
 
 def main() -> None:
@@ -271,7 +542,7 @@ def main() -> None:
         try:
             register = entry.load()
         except ImportError as exc:  # the broker extra is not installed: partner commands only
-            print(f"note: operator commands unavailable ({exc.name} missing)", file=sys.stderr)
+            _needs_the_broker(app, exc.name)
             continue
         register(app)
     app()

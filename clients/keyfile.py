@@ -7,6 +7,7 @@ import os
 import stat
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,20 +30,69 @@ class Identity(_Identity):
         try:
             mode = file.stat().st_mode
             data = file.read_bytes()
+        except IsADirectoryError:
+            raise IdentityError(
+                f"{file} is a folder; give the identity file in it, like {file}/ID.identity.json"
+            ) from None
         except OSError as exc:
             raise IdentityError(f"cannot read identity file {file}: {exc.strerror}") from None
+        # What the file is, before its mode is judged: a public entry given by mistake is
+        # readable by all on purpose, and "chmod 600" would be the wrong advice.
+        parsed: Any = None
+        not_json: ValueError | None = None
+        try:
+            parsed = strict_loads(data)
+        except ValueError as exc:
+            not_json = exc
+        public = _public_entry_instead(file, data, parsed)
+        if public is not None:
+            raise IdentityError(public)
         if stat.S_IMODE(mode) & 0o077:
             raise IdentityError(
                 f"identity file {file} is readable by other users; run: chmod 600 {file}"
             )
+        if not_json is not None:
+            raise IdentityError(f"identity file {file} is not valid JSON: {not_json}")
         try:
-            return cls._from_protocol(_Identity.from_dict(strict_loads(data)))
-        except ValueError as exc:
-            raise IdentityError(f"identity file {file} is not valid JSON: {exc}") from None
+            return cls._from_protocol(_Identity.from_dict(parsed))
+        except (IdentityError, ValueError) as exc:
+            raise IdentityError(f"identity file {file}: {exc}") from None
 
     @classmethod
     def _from_protocol(cls, identity: _Identity) -> Identity:
         return cls(identity.partner, identity.keys)
+
+
+def _public_entry_instead(file: Path, data: bytes, parsed: object) -> str | None:
+    """Why ``file`` is not an identity but something written beside one (the public registry
+    entry, or a whole registry), with the file to use instead; None if it is neither."""
+    if parsed is None:  # not JSON: perhaps the YAML that keygen writes beside the identity
+        try:
+            parsed = yaml.safe_load(data)
+        except (yaml.YAMLError, ValueError):
+            return None
+    if not isinstance(parsed, dict):
+        return None
+    if "partners" in parsed or "operators" in parsed:
+        return (
+            f"{file} is a registry (a policy folder's partners.yaml or operators.yaml), not an "
+            "identity; give this node's ID.identity.json, written by tearline keygen or init"
+        )
+    keys = parsed.get("keys")
+    if "id" not in parsed or not isinstance(keys, list):
+        return None
+    if any(isinstance(k, dict) and "private" in k for k in keys):
+        return None
+    sibling = file.with_name(f"{parsed['id']}.identity.json")
+    instead = (
+        f"use {sibling}, written beside it"
+        if sibling.exists()
+        else "use the ID.identity.json that tearline keygen wrote beside it"
+    )
+    return (
+        f"{file} is {parsed['id']}'s public registry entry (public keys only), not an identity "
+        f"file: {instead}"
+    )
 
 
 def generate(partner: str, suite: Suite, now: datetime, valid_for: timedelta) -> Identity:
@@ -67,8 +117,9 @@ def write_keypair(identity: _Identity, out_dir: Path, name: str | None = None) -
         out.write("\n")
     entry = identity.public_entry(name)
     header = (
-        f"# Registry entry for {identity.partner}: add it to the list under `partners:` in\n"
-        "# policies/partners.yaml. Public keys only; the private keys stay in the identity file.\n"
+        f"# Registry entry for {identity.partner}, public keys only (the private keys stay in the\n"
+        "# identity file). An operator adds it to the broker's registry with:\n"
+        f"#   tearline partner add {public_path.name} --policies POLICY-FOLDER\n"
     )
     public_path.write_text(header + yaml.safe_dump(entry, sort_keys=False, width=1 << 16))
     return private_path, public_path

@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from clients.errors import TearlineError
+from clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
 from clients.keyfile import Identity
 from clients.operator import DeadLetter, DeadLetterDetail, Operator
 from clients.protocol.encoding import format_time
 from clients.protocol.identity import PARTNER_ID
+from clients.terminal import broker_url_problem, unreachable
+from clients.terminal import console as make_console
 
 T = TypeVar("T")
 
@@ -65,9 +66,20 @@ def _check_ids(partner: str, dead_id: str | None = None) -> None:
 
 def _as_operator(broker: str, identity: Path, act: Callable[[Operator], T]) -> T:
     """Run ``act`` signed as the operator; a refusal or an outage is one line and exit 1."""
+    problem = broker_url_problem(broker)
+    if problem is not None:
+        raise _fail(problem, 2)
     try:
-        with Operator(broker, Identity.load(identity)) as operator:
+        me = Identity.load(identity)
+    except IdentityError as exc:
+        raise _fail(exc.message, 2) from None
+    try:
+        with Operator(broker.strip(), me) as operator:
             return act(operator)
+    except TransportError as exc:
+        if isinstance(exc, UnavailableError):
+            raise _fail(f"{exc.message} ({exc.code}); try again shortly", 1) from None
+        raise _fail(unreachable(broker, exc), 1) from None
     except TearlineError as exc:
         # The same shape as the partner commands' errors: sentence, (code), then any details.
         details = f" {json.dumps(exc.details)}" if exc.details else ""
@@ -119,7 +131,7 @@ def list_dead_letters(
         }
         typer.echo(json.dumps(out))
         return
-    console = Console()
+    console = make_console()
     if not page.dead_letters:
         since = f" after {after}" if after else ""
         console.print(Text(f"{page.partner} has no dead letters{since}"))
@@ -162,7 +174,7 @@ def _print_detail(detail: DeadLetterDetail) -> None:
     table.add_column(overflow="fold")
     for name, value in rows:
         table.add_row(Text(name), Text(value))
-    Console().print(table)
+    make_console().print(table)
 
 
 @dead_letters_app.command("show")

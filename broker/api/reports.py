@@ -75,13 +75,15 @@ RECEIPT_SCHEMA: dict[str, Any] = {
 }
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
+            "required": ["code", "message", "details"],
             "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {},
+                "code": {"type": "string", "minLength": 1, "description": "machine-readable"},
+                "message": {"type": "string", "description": "for people"},
+                "details": {"description": "what the code is about, or null"},
             },
         }
     },

@@ -173,6 +173,27 @@ class Policy:
         ids = self.registry.ids if partners is None else partners
         return {pid: self._decide(req, pid, shared.get(pid, ())) for pid in ids}
 
+    def deciding_agreement(
+        self, label: Label, originator: str, suite: str, now: datetime, partner: str
+    ) -> Agreement | None:
+        """The agreement ``decide`` turned on for ``partner``: the granting one, or for a denial
+        by rule 4 the one that got furthest (ties: the smallest id), whose terms say what to
+        change; None when no agreement was looked at. Every agreement it names has the
+        originator as a party, so telling the originator its terms discloses nothing (§4)."""
+        req = self._request(label, originator, suite, now, recalled=False)
+        terms = self._shared(originator).get(partner, ())
+        decision = self._decide(req, partner, terms)
+        if decision.granted:
+            return self.agreements[decision.agreement] if decision.agreement else None
+        if decision.reason not in _AGREEMENT_CHECKS:
+            return None
+        furthest, chosen = -1, None
+        for t in terms:  # sorted by agreement id, as in _decide
+            reached = _reach(req, t)
+            if reached > furthest:
+                furthest, chosen = reached, t.agreement
+        return chosen
+
     def _decide(self, req: _Request, pid: str, terms: tuple[_Terms, ...]) -> Decision:
         if pid == req.originator:
             return Decision(pid, reason=Reason.ORIGINATOR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,20 +109,43 @@ class RunningBroker:
         return redis.Redis.from_url(self.settings.redis_url or "")
 
 
-@pytest.fixture
-def broker(redis_server: Any, tmp_path: Path) -> Iterator[RunningBroker]:
-    client = redis.Redis.from_url(redis_server.url)
+# Request budgets no test meets: for tests that send hundreds of requests, and of refusals,
+# from 127.0.0.1 on purpose (the authorisation matrix, the OpenAPI fuzz). The product's
+# defaults stay as they are; test_hostile_partners shows them at work.
+UNLIMITED: dict[str, Any] = {
+    "partner_rate_per_s": 1e6,
+    "partner_burst": 1_000_000,
+    "failed_auth_rate_per_s": 1e6,
+    "failed_auth_burst": 1_000_000,
+}
+
+
+@contextmanager
+def running_broker(redis_url: str, folder: Path, **settings: Any) -> Iterator[RunningBroker]:
+    """A real broker on a flushed Redis, serving ``folder/policies`` (the test world's, unless
+    something is there already), with ``settings`` over the tests' usual ones."""
+    client = redis.Redis.from_url(redis_url)
     client.flushall()
     client.close()
-    policies = tmp_path / "policies"
-    write_policies(policies)
-    settings = Settings(
-        redis_url=redis_server.url,
+    policies = folder / "policies"
+    if not policies.exists():
+        write_policies(policies)
+    usual: dict[str, Any] = {
+        "visibility_timeout_ms": 1000,
+        "max_deliveries": 3,
+        "sse_heartbeat_s": 1,
+    }
+    config = Settings(
+        redis_url=redis_url,
         policies_dir=policies,
-        data_dir=tmp_path / "data",
-        visibility_timeout_ms=1000,
-        max_deliveries=3,
-        sse_heartbeat_s=1,
+        data_dir=folder / "data",
+        **(usual | settings),
     )
-    with broker_in_thread(create_app(settings)) as threaded:
-        yield RunningBroker(threaded, policies, settings)
+    with broker_in_thread(create_app(config)) as threaded:
+        yield RunningBroker(threaded, policies, config)
+
+
+@pytest.fixture
+def broker(redis_server: Any, tmp_path: Path) -> Iterator[RunningBroker]:
+    with running_broker(redis_server.url, tmp_path) as running:
+        yield running

@@ -79,7 +79,7 @@ async def test_sigterm_releases_waiting_subscribers_and_stops_the_embedded_redis
             poll = await asyncio.wait_for(polling, 60)
         assert poll.status_code == 200, poll.text
         assert poll.json() == {"entries": []}
-        assert broker.wait(timeout_s=30) in (0, 128 + 15)
+        assert broker.wait(timeout_s=30) == 0
         assert not pid_alive(redis_pid)
         assert "Traceback" not in broker.log()
     finally:

@@ -100,7 +100,9 @@ def test_publish_then_subscribe_once_delivers_the_payload_to_the_recipient(
     assert received.returncode == 0, received.stderr
     lines = [json.loads(line) for line in received.stdout.splitlines()]
     assert [(r["id"], r["originator"]) for r in lines] == [(receipt["id"], "GBR")]
-    assert (out / receipt["id"]).read_bytes() == payload.read_bytes()
+    # The payload as <id>.json (STIX is JSON) beside its label file, both for this user only.
+    assert (out / f"{receipt['id']}.json").read_bytes() == payload.read_bytes()
+    assert json.loads((out / f"{receipt['id']}.label.json").read_text())["tlp"] == "RED"
 
 
 def test_publish_with_a_malformed_label_file_fails_with_a_clear_message(

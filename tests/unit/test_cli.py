@@ -59,9 +59,11 @@ def write_label(tmp_path: Path, **fields: Any) -> Path:
 
 
 def explain(label: Path, *extra: str, originator: str = "GBR") -> dict[str, dict[str, str]]:
+    """``policy explain --json``: the machine-readable decisions (a table without --json)."""
     result = run(
-        "policy", "explain", "--policies", POLICIES, "--from", originator, "--label", label, *extra
-    )
+        "policy", "explain", "--policies", POLICIES, "--from", originator, "--label", label,
+        "--json", *extra,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     parsed = json.loads(result.stdout)  # the whole of stdout is one JSON value
     assert isinstance(parsed, dict)

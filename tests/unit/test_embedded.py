@@ -278,7 +278,7 @@ def test_serve_starts_embedded_redis_and_stops_it_last(tmp_path: Path) -> None:
         redis_pid, redis_port = int(match[1]), int(match[2])
         assert _alive(redis_pid)
         serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=30) == 128 + signal.SIGTERM
+        assert serve.wait(timeout=30) == 0  # a requested stop is a clean exit (make serve too)
     finally:
         if serve.poll() is None:
             serve.kill()
