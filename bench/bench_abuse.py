@@ -11,7 +11,7 @@ and each post → delivery. During the abuse phase, at the same time:
 - 100 slow clients: connections that send half a request line and then nothing;
 - forged signatures: requests with a bad signature, back to back.
 
-The abusers connect from 127.0.0.2, the partner who behaves from 127.0.0.1: two hosts.
+The abusers connect from 127.0.0.2 and .3, the partner who behaves from 127.0.0.1: other hosts.
 
     python bench/bench_abuse.py [--quick]
 
@@ -87,10 +87,13 @@ async def behaving_partner(url: str, reports: int) -> dict[str, list[float]]:
 # The abusers come from another host than the partner who behaves (another loopback address):
 # the per-address budget for failed signatures is theirs, not his.
 ABUSER = "127.0.0.2"
+# The hostile partner's streams from a third, so the forged flood's address budget does not
+# refuse them first: what stops them must be the per-partner share.
+STREAMER = "127.0.0.3"
 
 
-def from_abuser() -> httpx.AsyncHTTPTransport:
-    return httpx.AsyncHTTPTransport(local_address=ABUSER)
+def from_abuser(address: str = ABUSER) -> httpx.AsyncHTTPTransport:
+    return httpx.AsyncHTTPTransport(local_address=address)
 
 
 async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -100,7 +103,7 @@ async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter
 async def abuse(url: str, port: int, stop: asyncio.Event, tally: Counter[str]) -> None:
     async def streams() -> None:
         timeout = httpx.Timeout(30, read=None)
-        async with httpx.AsyncClient(timeout=timeout, transport=from_abuser()) as client:
+        async with httpx.AsyncClient(timeout=timeout, transport=from_abuser(STREAMER)) as client:
             stream_url = f"{url}/v1/inbox/stream"
             opened = []
             for i in range(200):
