@@ -81,7 +81,9 @@ def settled(broker: RunningBroker) -> Outcome:
     deadline = time.monotonic() + SETTLE_S
     while time.monotonic() < deadline:
         record = broker.state.reloads
-        if record.fingerprint == expected:
+        # In force and nothing refused outstanding: a folder put back as it was is "applied"
+        # only once the watcher has seen it (the policy in force never changed meanwhile).
+        if record.fingerprint == expected and not record.outstanding:
             return Outcome.APPLIED
         if record.outstanding and record.refused and record.refused.fingerprint == expected:
             return Outcome.REFUSED
