@@ -90,8 +90,9 @@ def log_refusal(scope: Scope, status: int, code: str, message: str) -> None:
     )
 
 
-# Attributes every LogRecord has; anything else on a record came in through ``extra``.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came in through ``extra``
+# (uvicorn's ``color_message`` is its message with terminal colours: not for a log file).
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JsonLines(logging.Formatter):
