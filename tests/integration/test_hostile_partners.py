@@ -19,10 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from broker.app import create_app
 from broker.embedded import EmbeddedRedis, free_port
-from broker.runner import ThreadedBroker, broker_in_thread
-from broker.settings import Settings
 from broker.store import inbox_key, report_key
 from clients import Label
 from clients.httpsig import sign_as
@@ -30,7 +27,13 @@ from clients.partner import AsyncPartner
 from clients.protocol.encoding import b64d
 from clients.protocol.envelope import seal
 from clients.sync import Partner
-from tests.integration.conftest import PARTNERS, RunningBroker, me, write_policies
+from tests.integration.conftest import (
+    PARTNERS,
+    RunningBroker,
+    me,
+    running_broker,
+    write_policies,
+)
 from tests.processes import BrokerProcess
 
 BUNDLE = b'{"type":"bundle","objects":[]}'
@@ -176,22 +179,14 @@ def test_a_request_signed_for_another_deployment_is_refused_as_misdirected(
 
 
 @pytest.fixture
-def budgeted(tmp_path: Path, redis_server: Any) -> Iterator[ThreadedBroker]:
+def budgeted(tmp_path: Path, redis_server: Any) -> Iterator[RunningBroker]:
     """A broker whose partners may make 5 requests a second, 20 at once."""
-    write_policies(tmp_path / "policies")
-    settings = Settings(
-        redis_url=redis_server.url,
-        policies_dir=tmp_path / "policies",
-        data_dir=tmp_path / "data",
-        partner_rate_per_s=5,
-        partner_burst=20,
-    )
-    with broker_in_thread(create_app(settings)) as running:
-        yield running
+    with running_broker(redis_server.url, tmp_path, partner_rate_per_s=5, partner_burst=20) as b:
+        yield b
 
 
 async def test_one_partner_over_its_request_budget_gets_429_and_others_do_not(
-    budgeted: ThreadedBroker,
+    budgeted: RunningBroker,
 ) -> None:
     async def get(client: httpx.AsyncClient, who: str) -> httpx.Response:
         url = f"{budgeted.url}/v1/partners"

@@ -15,13 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.app import create_app
-from broker.runner import ThreadedBroker, broker_in_thread
-from broker.settings import Settings
 from clients import Label
 from clients.httpsig import sign_as
 from clients.partner import AsyncPartner
-from tests.integration.conftest import RunningBroker, me, write_policies
+from tests.integration.conftest import RunningBroker, me, running_broker
 
 BUNDLE = {"type": "bundle", "objects": []}
 TO_USA = Label("SECRET", ["USA"], "AMBER")
@@ -74,24 +71,15 @@ async def test_a_long_poll_and_a_stream_wait_past_every_default_then_deliver(
 
 
 @pytest.fixture
-def strict_broker(tmp_path: Path, redis_server: Any) -> Iterator[ThreadedBroker]:
+def strict_broker(tmp_path: Path, redis_server: Any) -> Iterator[RunningBroker]:
     """A broker that admits two waiting subscribers per partner and four in all."""
-    policies = tmp_path / "policies"
-    write_policies(policies)
-    settings = Settings(
-        redis_url=redis_server.url,
-        policies_dir=policies,
-        data_dir=tmp_path / "data",
-        blocking_readers_max=4,
-        blocking_readers_per_partner=2,
-        sse_heartbeat_s=1,
-    )
-    with broker_in_thread(create_app(settings)) as running:
+    share = {"blocking_readers_max": 4, "blocking_readers_per_partner": 2}
+    with running_broker(redis_server.url, tmp_path, **share) as running:
         yield running
 
 
 async def test_one_partner_cannot_hold_more_than_its_share_of_waiting_subscribers(
-    strict_broker: ThreadedBroker,
+    strict_broker: RunningBroker,
 ) -> None:
     url = strict_broker.url
     async with (
@@ -129,7 +117,7 @@ async def test_one_partner_cannot_hold_more_than_its_share_of_waiting_subscriber
 
 
 async def test_a_stream_refused_for_its_share_is_a_429_before_any_event(
-    strict_broker: ThreadedBroker,
+    strict_broker: RunningBroker,
 ) -> None:
     """An SSE client must see the refusal as a status, not as a stream that ends at once."""
     url = f"{strict_broker.url}/v1/inbox/stream"
