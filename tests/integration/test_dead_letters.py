@@ -34,7 +34,8 @@ from clients.partner import AsyncPartner, Report
 from clients.protocol.receipt import Receipt
 from tests.factories import identity
 from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
-from tests.integration.test_delivery import BOUND_S, MAX_DELIVERIES, VISIBILITY_S, eventually
+from tests.integration.test_delivery import BOUND_S, MAX_DELIVERIES, VISIBILITY_S
+from tests.integration.waiting import eventually
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 # GBR → USA only (gbr-usa). The label names the scheme, so renaming the scheme poisons it.

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import copy
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from clients.protocol.envelope import seal
 from clients.protocol.identity import KeyRecord
 from clients.sync import Partner
 from tests.integration.conftest import AGREEMENTS, PARTNERS, RunningBroker, me
+from tests.integration.waiting import eventually, until
 
 T = TypeVar("T")
 
@@ -48,30 +49,6 @@ MAX_DELIVERIES = 3
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, bound_s: float = BOUND_S
-) -> T:
-    """Run ``probe`` until ``done`` holds for its result; fail after ``bound_s`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"condition not reached within {bound_s} s; last value: {value!r}")
-        await asyncio.sleep(0.05)
-
-
-async def until(check: Callable[[], T], done: Callable[[T], bool] = bool) -> T:
-    """:func:`eventually` for a probe that does not need to await."""
-
-    async def probe() -> T:
-        return check()
-
-    return await eventually(probe, done)
 
 
 def signed_request(

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from clients.cli import _acknowledge as acknowledge
 from clients.keyfile import write_keypair
 from clients.partner import AsyncPartner, Delivery, Report
 from clients.sync import Partner
+from tests.integration import waiting
 from tests.integration.conftest import RunningBroker, me, write_policies
 from tests.processes import BrokerProcess
 
@@ -100,26 +101,9 @@ def world(tmp_path: Path) -> Iterator[World]:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, bound_s: float = BOUND_S
-) -> T:
-    """Run ``probe`` until ``done`` holds for its result; fail after ``bound_s`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if loop.time() > deadline:
-            pytest.fail(f"condition not reached within {bound_s} s; last value: {value!r}")
-        await asyncio.sleep(0.05)
-
-
 async def until(check: Callable[[], T], done: Callable[[T], bool] = bool) -> T:
-    async def probe() -> T:
-        return check()
-
-    return await eventually(probe, done)
+    # Restarts of brokers and Redis take longer than the suite's usual bound.
+    return await waiting.until(check, done, bound_s=BOUND_S)
 
 
 def wait_for(check: Callable[[], bool], what: str, *, bound_s: float = BOUND_S) -> None:
@@ -140,7 +124,7 @@ async def publish_when_ready(node: AsyncPartner, n: int) -> str:
         except Exception:  # any failure here means "not back yet"
             return None
 
-    return str(await eventually(attempt, lambda rid: rid is not None))
+    return str(await waiting.eventually(attempt, lambda rid: rid is not None, bound_s=BOUND_S))
 
 
 def publish_when_ready_sync(node: Partner, n: int) -> str:
