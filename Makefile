@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[broker,dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[broker,dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,12 +25,10 @@ lint: install
 heavy: install
 	$(BIN)/python -m pytest -q -m heavy || test $$? -eq 5
 
+# Every benchmark in one run (needs wrk: apt-get install wrk); results in bench/results/.
+# BENCH_ARGS=--quick is the size CI runs.
 bench: install
-	$(BIN)/python bench/bench_engine.py
-	$(BIN)/python bench/bench_envelope.py
-	$(BIN)/python bench/bench_ingest.py
-	$(BIN)/python bench/bench_abuse.py
-	$(BIN)/python bench/bench_http.py  # needs wrk (apt-get install wrk)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The broker on the embedded default: a supervised redis-server with AOF in data/redis.
 serve: install
@@ -42,7 +40,7 @@ LATEST := .venv-latest
 $(LATEST)/.installed: pyproject.toml
 	$(PY) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
-	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[broker,dev]'
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[broker,dev,bench]'
 	touch $@
 
 test-latest: $(LATEST)/.installed

@@ -13,7 +13,7 @@ and each post → delivery. During the abuse phase, at the same time:
 
 The abusers connect from 127.0.0.2 and .3, the partner who behaves from 127.0.0.1: other hosts.
 
-    python bench/bench_abuse.py [--quick]
+    python -m bench.bench_abuse [--quick]
 
 Prints medians and p95 of both phases and their ratio, and writes bench/results/abuse.json.
 """
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from _timing import write
+from bench._timing import write
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 

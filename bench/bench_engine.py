@@ -4,7 +4,7 @@ Baseline, measured in the same run: the same engine with its (originator, recipi
 taken out, rescanning every agreement per decision. The indexed rate should stay flat as
 agreements grow; the baseline should not.
 
-    python bench/bench_engine.py [--quick]
+    python -m bench.bench_engine [--quick]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import sys
 from datetime import UTC, datetime, timedelta
 
-from _timing import rate, write
+from bench._timing import rate, write
 
 from broker.policy.agreement import Agreement, Party
 from broker.policy.engine import Decision, Policy, _Terms

@@ -4,7 +4,7 @@ Baseline, measured in the same run: the bare signature verifications a suite nee
 Ed25519, plus one ML-DSA-65 for pq-hybrid) on the same header. ``verify / bare`` shows what
 parsing and checks cost on top of the cryptography the broker cannot avoid.
 
-    python bench/bench_envelope.py [--quick]
+    python -m bench.bench_envelope [--quick]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 
-from _timing import rate, write
+from bench._timing import rate, write
 
 from clients.protocol.encoding import b64d, strict_loads
 from clients.protocol.envelope import open, pae, seal, verify

@@ -5,7 +5,7 @@ Lua round trip that stores everything, and the receipt signature, 16 reports in 
 Baseline, in the same run: a bare XADD through the same client, 16 in flight (the floor that
 DESIGN §10 compares against). HTTP parsing is not included: these are the broker's own costs.
 
-    python bench/bench_ingest.py [--quick]
+    python -m bench.bench_ingest [--quick]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 import yaml
-from _timing import rate, write
+from bench._timing import rate, write
 
 from broker.auth import verify_request
 from broker.embedded import EmbeddedRedis

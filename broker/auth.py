@@ -351,20 +351,26 @@ def nonce_key(auth: Authenticated) -> str:
     return f"tl:nonce:{auth.partner}:{auth.nonce}"
 
 
-async def remember_nonce(redis: Redis, auth: Authenticated, replay_window_s: int) -> None:
-    """Record ``auth``'s nonce; refuse the request if the nonce was seen before.
+def nonce_ttl_s(replay_window_s: int) -> int:
+    """How long a nonce is remembered: a signature stays acceptable for the window plus the
+    allowed clock drift after its ``created``, and its nonce must outlive it."""
+    return max(2 * replay_window_s, replay_window_s + MAX_FUTURE_S)
 
-    The record lives twice the replay window: a signature stays acceptable for the window plus
-    the allowed clock drift after its ``created``, and the nonce must outlive it.
-    """
-    ttl = max(2 * replay_window_s, replay_window_s + MAX_FUTURE_S)
+
+def replayed(auth: Authenticated) -> AuthenticationError:
+    return _refuse(
+        "replayed_request",
+        f"nonce {auth.nonce!r} was already used by {auth.partner}; sign each request afresh",
+    )
+
+
+async def remember_nonce(redis: Redis, auth: Authenticated, replay_window_s: int) -> None:
+    """Record ``auth``'s nonce; refuse the request if the nonce was seen before. (Posting
+    reports records it inside the ingest script instead: ``broker.store.Store.ingest``.)"""
     try:
-        fresh = await redis.set(nonce_key(auth), b"1", nx=True, ex=ttl)
+        fresh = await redis.set(nonce_key(auth), b"1", nx=True, ex=nonce_ttl_s(replay_window_s))
     except RedisError as exc:
         # Fail closed: without the nonce cache a replay cannot be told from a first use.
         raise UnavailableError("the replay cache is unavailable") from exc
     if not fresh:
-        raise _refuse(
-            "replayed_request",
-            f"nonce {auth.nonce!r} was already used by {auth.partner}; sign each request afresh",
-        )
+        raise replayed(auth)

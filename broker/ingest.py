@@ -3,67 +3,127 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
 from broker.state import BrokerState
-from clients.errors import ConflictError, DeniedError, EnvelopeError
+from broker.store import NewReport
+from clients.errors import (
+    ConflictError,
+    DeniedError,
+    EnvelopeError,
+    TearlineError,
+    TooLargeError,
+)
 from clients.protocol import crypto
 from clients.protocol.encoding import b64d, b64e, compact_json, format_time, strict_loads
 from clients.protocol.envelope import VerifiedEnvelope, verify
 from clients.protocol.receipt import Delivery, Receipt, sign_receipt
 
 
-async def accept_report(state: BrokerState, caller: str, body: bytes) -> tuple[bytes, bool]:
-    """Returns the signed receipt (JSON bytes) and whether this was an idempotent replay.
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One report's answer: the signed receipt (JSON bytes) and whether it was a replay."""
+
+    receipt: bytes
+    replayed: bool
+
+
+async def accept_report(
+    state: BrokerState, caller: Authenticated, body: bytes, *, nonce_checked: bool = False
+) -> Accepted:
+    """Accept one envelope, or raise the refusal. Unless ``nonce_checked``, the request's
+    nonce is recorded in the same Redis step as the report (one round trip per post)."""
+    (outcome,) = await accept_reports(state, caller, [body], nonce_checked=nonce_checked)
+    if isinstance(outcome, TearlineError):
+        raise outcome
+    return outcome
+
+
+async def accept_reports(
+    state: BrokerState,
+    caller: Authenticated,
+    bodies: Sequence[bytes],
+    *,
+    nonce_checked: bool = False,
+) -> list[Accepted | TearlineError]:
+    """Each envelope verified, decided, stored and receipted on its own, all-or-nothing per
+    report, in one Redis round trip for all of them; the outcome of each, in order.
 
     A retry of bytes already accepted gets the same receipt even when today's checks would
     refuse them (the policy changed, or the envelope is now older than the age bound): the
     report was accepted once, and the sender must be able to learn so.
+
+    Raises AuthenticationError (``replayed_request``), with nothing stored, when the request's
+    nonce was seen before.
     """
-    envelope_sha256 = crypto.sha256(body)
-    try:
-        verified, grants = _check(state, caller, body)
-    except (EnvelopeError, DeniedError):
-        replay = await _stored_receipt(state, caller, body, envelope_sha256)
-        if replay is None:
-            raise
-        return replay, True
-    header = verified.header
-    slots = header.recipient_ids
-    stored = await state.store.ingest(
-        report_id=header.id,
-        envelope=body,
-        digest=envelope_sha256,
-        originator=header.originator,
-        accepted_ms=int(state.clock().timestamp() * 1000),
-        label=compact_json(header.label.to_dict()),
-        suite=header.suite,
-        grants=compact_json(grants),
-        recipients=slots,
-        retention_ms=state.settings.retention_days * 86_400_000,
-        audit=compact_json(
-            {"originator": header.originator, "suite": header.suite, "granted": grants}
-        ),
-    )
-    if stored.outcome == "conflict":
-        raise ConflictError(
-            f"report {header.id} was already accepted with different bytes; "
-            "a report id names exactly one envelope",
-            code="id_conflict",
+    now = state.clock()
+    accepted_ms = int(now.timestamp() * 1000)
+    outcomes: list[Accepted | TearlineError | None] = [None] * len(bodies)
+    refused: dict[int, TearlineError] = {}
+    new: list[tuple[int, NewReport, bytes]] = []
+    limit = state.settings.max_envelope_bytes
+    for i, body in enumerate(bodies):
+        if len(body) > limit:  # in a batch; a single post's body was bounded as it was read
+            outcomes[i] = TooLargeError(f"the envelope is over the {limit}-byte limit")
+            continue
+        digest = crypto.sha256(body)
+        try:
+            verified, grants = _check(state, caller.partner, body, now)
+        except (EnvelopeError, DeniedError) as exc:
+            refused[i] = exc
+            continue
+        header = verified.header
+        report = NewReport(
+            report_id=header.id,
+            envelope=body,
+            digest=digest,
+            originator=header.originator,
+            accepted_ms=accepted_ms,
+            label=compact_json(header.label.to_dict()),
+            suite=header.suite,
+            grants=compact_json(grants),
+            recipients=header.recipient_ids,
+            audit=compact_json(
+                {"originator": header.originator, "suite": header.suite, "granted": grants}
+            ),
         )
-    receipt = _receipt(
-        header.id, header.originator, envelope_sha256, stored.accepted_ms, slots,
-        stored.positions, json.loads(stored.grants),
-    )  # fmt: skip
-    return compact_json(sign_receipt(receipt, state.key.kid, state.key.signer)), (
-        stored.outcome == "duplicate"
+        new.append((i, report, digest))
+    stored = await state.store.ingest(
+        [r for _, r, _ in new],
+        retention_ms=state.settings.retention_days * 86_400_000,
+        nonce_key="" if nonce_checked else nonce_key(caller),
+        nonce_ttl_s=nonce_ttl_s(state.settings.replay_window_s),
     )
+    if stored is None:
+        raise replayed(caller)
+    for (i, report, digest), result in zip(new, stored, strict=True):
+        if result.outcome == "conflict":
+            outcomes[i] = ConflictError(
+                f"report {report.report_id} was already accepted with different bytes; "
+                "a report id names exactly one envelope",
+                code="id_conflict",
+            )
+            continue
+        receipt = _receipt(
+            report.report_id, report.originator, digest, result.accepted_ms,
+            report.recipients, result.positions, json.loads(result.grants),
+        )  # fmt: skip
+        signed = compact_json(sign_receipt(receipt, state.key.kid, state.key.signer))
+        outcomes[i] = Accepted(signed, result.outcome == "duplicate")
+    for i, refusal in refused.items():
+        replay = await _stored_receipt(state, caller.partner, bodies[i], crypto.sha256(bodies[i]))
+        outcomes[i] = refusal if replay is None else Accepted(replay, True)
+    return [o for o in outcomes if o is not None]
 
 
-def _check(state: BrokerState, caller: str, body: bytes) -> tuple[VerifiedEnvelope, dict[str, str]]:
+def _check(
+    state: BrokerState, caller: str, body: bytes, now: datetime
+) -> tuple[VerifiedEnvelope, dict[str, str]]:
     """Verify the envelope and refuse it unless every recipient slot is entitled; returns it
     with the agreement that grants each slot."""
-    now = state.clock()
     policy = state.policy
     verified = verify(
         body,
@@ -129,8 +189,8 @@ def _receipt(
     originator: str,
     envelope_sha256: bytes,
     accepted_ms: int,
-    slots: list[str],
-    positions: list[str] | tuple[str, ...],
+    slots: Sequence[str],
+    positions: Sequence[str],
     grants: dict[str, str],
 ) -> Receipt:
     return Receipt(

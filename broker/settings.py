@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     workers: PositiveInt = 1
 
     max_envelope_bytes: PositiveInt = 1 * MiB
+    # POST /v1/reports:batch: how many envelopes one request may carry, and its whole size.
+    max_batch_reports: Annotated[int, Field(gt=0, le=1000)] = 100
+    max_batch_bytes: PositiveInt = 8 * MiB
     # RFC 9421 `created` older than this, or a nonce seen within it, is refused; the issue caps
     # it at 60 s so the nonce cache stays small and a captured request is useless quickly.
     replay_window_s: Annotated[int, Field(gt=0, le=60)] = 60

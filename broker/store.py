@@ -25,34 +25,62 @@ from redis.exceptions import ResponseError
 GROUP: Final = b"tl"
 
 _INGEST_LUA: Final = """
--- KEYS[1] report hash, KEYS[2] audit stream, KEYS[3..] one inbox per recipient (ARGV order)
--- ARGV: id, envelope, digest, originator, accepted_ms, label, suite, grants, retention_ms,
---       audit entry, then the recipient ids
-local existing = redis.call('HGET', KEYS[1], 'digest')
-if existing then
-  if existing == ARGV[3] then
-    return {'duplicate', redis.call('HGET', KEYS[1], 'accepted_ms'),
-            redis.call('HGET', KEYS[1], 'positions'), redis.call('HGET', KEYS[1], 'grants')}
-  end
-  return {'conflict'}
+-- One or more reports, each all-or-nothing, in one round trip (a batch is many; a post, one).
+-- KEYS[1] audit stream, KEYS[2] the request's nonce key; then per report its hash and one
+--   inbox per recipient
+-- ARGV[1] nonce ttl in seconds (0: the nonce was checked already), ARGV[2] retention_ms,
+--   ARGV[3] report count; then per report: id, envelope, digest, originator, accepted_ms,
+--   label, suite, grants, audit entry, recipient count, the recipient ids
+-- Returns {'replayed'}, or per report four values: outcome, accepted_ms, positions, grants.
+if ARGV[1] ~= '0' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {'replayed'} end
 end
-local positions = {}
-local recipients = {}
-for i = 3, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('XGROUP', 'CREATE', KEYS[i], 'tl', '0', 'MKSTREAM')
+local out = {}
+local k, a = 3, 4
+for _ = 1, tonumber(ARGV[3]) do
+  local report = KEYS[k]
+  local id, envelope, digest, originator = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local accepted_ms, grants, n = ARGV[a + 4], ARGV[a + 7], tonumber(ARGV[a + 9])
+  local existing = redis.call('HGET', report, 'digest')
+  if existing then
+    if existing == digest then
+      local old = redis.call('HMGET', report, 'accepted_ms', 'positions', 'grants')
+      out[#out + 1] = 'duplicate'
+      out[#out + 1] = old[1]
+      out[#out + 1] = old[2]
+      out[#out + 1] = old[3]
+    else
+      out[#out + 1] = 'conflict'
+      out[#out + 1] = ''
+      out[#out + 1] = ''
+      out[#out + 1] = ''
+    end
+  else
+    local positions = {}
+    for i = 1, n do
+      local inbox = KEYS[k + i]
+      if redis.call('EXISTS', inbox) == 0 then
+        redis.call('XGROUP', 'CREATE', inbox, 'tl', '0', 'MKSTREAM')
+      end
+      positions[i] = redis.call('XADD', inbox, '*', 'report', id, 'originator', originator)
+    end
+    local recipients = {}
+    for i = 1, n do recipients[i] = ARGV[a + 9 + i] end
+    local joined = table.concat(positions, ',')
+    redis.call('HSET', report, 'envelope', envelope, 'digest', digest, 'originator', originator,
+               'accepted_ms', accepted_ms, 'label', ARGV[a + 5], 'suite', ARGV[a + 6],
+               'grants', grants, 'positions', joined, 'recipients', table.concat(recipients, ','))
+    redis.call('PEXPIRE', report, ARGV[2])
+    redis.call('XADD', KEYS[1], '*', 'event', 'accepted', 'report', id, 'data', ARGV[a + 8])
+    out[#out + 1] = 'created'
+    out[#out + 1] = accepted_ms
+    out[#out + 1] = joined
+    out[#out + 1] = grants
   end
-  positions[#positions + 1] = redis.call('XADD', KEYS[i], '*', 'report', ARGV[1],
-                                         'originator', ARGV[4])
-  recipients[#recipients + 1] = ARGV[10 + i - 2]
+  k = k + 1 + n
+  a = a + 10 + n
 end
-local joined = table.concat(positions, ',')
-redis.call('HSET', KEYS[1], 'envelope', ARGV[2], 'digest', ARGV[3], 'originator', ARGV[4],
-           'accepted_ms', ARGV[5], 'label', ARGV[6], 'suite', ARGV[7], 'grants', ARGV[8],
-           'positions', joined, 'recipients', table.concat(recipients, ','))
-redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('XADD', KEYS[2], '*', 'event', 'accepted', 'report', ARGV[1], 'data', ARGV[10])
-return {'created', ARGV[5], joined, ARGV[8]}
+return out
 """
 
 
@@ -210,6 +238,22 @@ def lease_key(task: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class NewReport:
+    """What the ingest script stores of one accepted report."""
+
+    report_id: str
+    envelope: bytes
+    digest: bytes
+    originator: str
+    accepted_ms: int
+    label: bytes
+    suite: str
+    grants: bytes
+    recipients: Sequence[str]
+    audit: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Stored:
     """The outcome of an ingest: created, duplicate (same bytes) or conflict (other bytes)."""
 
@@ -275,29 +319,36 @@ class Store:
 
     async def ingest(
         self,
+        reports: Sequence[NewReport],
         *,
-        report_id: str,
-        envelope: bytes,
-        digest: bytes,
-        originator: str,
-        accepted_ms: int,
-        label: bytes,
-        suite: str,
-        grants: bytes,
-        recipients: Sequence[str],
         retention_ms: int,
-        audit: bytes,
-    ) -> Stored:
-        keys = [report_key(report_id), AUDIT_KEY, *(inbox_key(p) for p in recipients)]
-        args: list[Any] = [
-            report_id, envelope, digest, originator, accepted_ms, label, suite, grants,
-            retention_ms, audit, *recipients,
-        ]  # fmt: skip
+        nonce_key: str = "",
+        nonce_ttl_s: int = 0,
+    ) -> list[Stored] | None:
+        """Store each report all-or-nothing, in one round trip; the outcome of each in order.
+
+        With ``nonce_key``, the request's nonce is recorded first, in the same step, and None
+        is returned, with nothing stored, when it was seen before."""
+        keys = [AUDIT_KEY, nonce_key or "tl:nonce:-"]
+        args: list[Any] = [nonce_ttl_s if nonce_key else 0, retention_ms, len(reports)]
+        for r in reports:
+            keys += [report_key(r.report_id), *(inbox_key(p) for p in r.recipients)]
+            args += [
+                r.report_id, r.envelope, r.digest, r.originator, r.accepted_ms, r.label,
+                r.suite, r.grants, r.audit, len(r.recipients), *r.recipients,
+            ]  # fmt: skip
         result = await self._ingest(keys=keys, args=args)
-        outcome = result[0].decode()
-        if outcome == "conflict":
-            return Stored("conflict")
-        return Stored(outcome, int(result[1]), tuple(result[2].decode().split(",")), result[3])
+        if result == [b"replayed"]:
+            return None
+        out = []
+        for i in range(0, len(result), 4):
+            outcome = result[i].decode()
+            if outcome == "conflict":
+                out.append(Stored("conflict"))
+                continue
+            positions = tuple(result[i + 2].decode().split(","))
+            out.append(Stored(outcome, int(result[i + 1]), positions, result[i + 3]))
+        return out
 
     async def report_facts(self, report_ids: Sequence[str]) -> dict[str, ReportFacts]:
         """What delivery needs of each report, in one round trip; expired ones are absent."""

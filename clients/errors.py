@@ -10,6 +10,7 @@
     │   ├── ConflictError         same id, other bytes (HTTP 409)
     │   ├── MisdirectedError      sent to a host name this broker is not (HTTP 421)
     │   ├── SlowRequestError      the body did not arrive in time (HTTP 408)
+    │   ├── UnsupportedMediaTypeError   a body in a format the endpoint does not take (415)
     │   └── TooLargeError         body over the limit (HTTP 413)
     │       └── HeadersTooLargeError   too many or too long header lines (HTTP 431)
     ├── AuthenticationError       the request's signature is missing, bad, stale or replayed (401)
@@ -127,6 +128,10 @@ class SlowRequestError(InputError):
     code = "request_timeout"
 
 
+class UnsupportedMediaTypeError(InputError):
+    code = "unsupported_media_type"
+
+
 class AuthenticationError(TearlineError):
     code = "unauthenticated"
 
@@ -163,6 +168,7 @@ HTTP_STATUS: Final[tuple[tuple[type[TearlineError], int], ...]] = (
     (TooLargeError, 413),
     (MisdirectedError, 421),
     (SlowRequestError, 408),
+    (UnsupportedMediaTypeError, 415),
     (InputError, 400),
     (AuthenticationError, 401),
     (RateLimitedError, 429),

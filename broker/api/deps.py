@@ -42,7 +42,10 @@ State = Annotated[BrokerState, Depends(get_state)]
 
 
 async def read_body(request: Request, state: State) -> bytes:
-    limit = state.settings.max_envelope_bytes
+    return await read_body_within(request, state, state.settings.max_envelope_bytes)
+
+
+async def read_body_within(request: Request, state: BrokerState, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLargeError(f"the body is over the {limit}-byte limit")
@@ -118,10 +121,19 @@ def _own_authorities(request: Request) -> frozenset[str]:
 
 
 async def _signed_by(
-    request: Request, state: BrokerState, body: bytes, signers: Registry, kind: str
+    request: Request,
+    state: BrokerState,
+    body: bytes,
+    signers: Registry,
+    kind: str,
+    *,
+    check_nonce: bool = True,
 ) -> Authenticated:
     """Who signed the request. Cheap refusals first: an address whose recent signatures kept
-    failing is refused before any signature is verified; a signer over its budget after."""
+    failing is refused before any signature is verified; a signer over its budget after.
+
+    Without ``check_nonce`` the caller must record the nonce itself (posting reports does, in
+    its one Redis step) and report a replay through :func:`failed_authentication`."""
     address = request.client.host if request.client else "unknown"
     now_s = time.monotonic()
     wait = state.failed_auth.retry_after_s(address, now_s)
@@ -141,10 +153,10 @@ async def _signed_by(
             now=state.clock(),
             replay_window_s=state.settings.replay_window_s,
         )
-        await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
+        if check_nonce:
+            await remember_nonce(state.store.redis, auth, state.settings.replay_window_s)
     except AuthenticationError as exc:
-        state.failed_auth.take(address, now_s)
-        AUTH_FAILURES.labels(code=exc.code).inc()
+        failed_authentication(request, state, exc)
         raise
     request.state.partner = auth.partner  # for the log lines about this request
     wait = state.request_budget.take(f"{kind}:{auth.partner}", now_s)
@@ -156,6 +168,22 @@ async def _signed_by(
             retry_after_s=wait,
         )
     return auth
+
+
+def failed_authentication(request: Request, state: BrokerState, exc: AuthenticationError) -> None:
+    """Count a refused signature against the address it came from."""
+    address = request.client.host if request.client else "unknown"
+    state.failed_auth.take(address, time.monotonic())
+    AUTH_FAILURES.labels(code=exc.code).inc()
+
+
+async def authenticate_deferring_nonce(
+    request: Request, state: BrokerState, body: bytes
+) -> Authenticated:
+    """:func:`authenticate`, leaving the nonce to the caller's own Redis step."""
+    return await _signed_by(
+        request, state, body, state.policy.registry, "partner", check_nonce=False
+    )
 
 
 async def authenticate(request: Request, state: State, body: Body) -> Authenticated:

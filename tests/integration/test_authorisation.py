@@ -61,6 +61,7 @@ RULES: Final[dict[str, Audience]] = {
     "HEAD /docs/assets/{name}": "public",
     # What a partner does: signed with an active partner's valid sig key.
     "POST /v1/reports": "partners",
+    "POST /v1/reports:batch": "partners",
     "POST /v1/releasability/preview": "partners",
     "POST /v1/reports/{report_id}/recall": "partners",
     "GET /v1/inbox": "partners",
@@ -133,6 +134,8 @@ PREVIEW: Final = {"label": Label("SECRET", ["USA"], "AMBER").to_dict(), "suite":
 
 
 def body_for(path: str, caller: Caller) -> bytes | None:
+    if path == "/v1/reports:batch":
+        return (body_for("/v1/reports", caller) or b"") + b"\n"
     if path == "/v1/reports":
         # A genuine envelope from the signer itself (GBR's for callers that are not partners):
         # what it would post if it were allowed to.
@@ -218,6 +221,8 @@ def request_for(
         concrete = concrete.replace(name, value)
     body = body_for(path, caller) if method == "POST" else None
     headers = {"content-type": "application/json"} if body is not None else {}
+    if path.endswith(":batch"):
+        headers["content-type"] = "application/x-ndjson"
     request = client.build_request(
         method, broker.url + concrete, params=QUERIES.get(path), content=body, headers=headers
     )

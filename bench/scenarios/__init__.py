@@ -1,0 +1,1 @@
+"""Benchmark scenarios: each measures one path of the broker, on real processes."""
