@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+
 from bench._timing import write
 
 sys.path.insert(0, str(Path(__file__).parents[1]))

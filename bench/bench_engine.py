@@ -14,7 +14,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bench._timing import rate, write
-
 from broker.policy.agreement import Agreement, Party
 from broker.policy.engine import Decision, Policy, _Terms
 from clients.protocol.identity import Identity, Partner, Registry

@@ -13,7 +13,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bench._timing import rate, write
-
 from clients.protocol.encoding import b64d, strict_loads
 from clients.protocol.envelope import open, pae, seal, verify
 from clients.protocol.identity import Identity, Registry, Suite

@@ -104,12 +104,22 @@ def write_policy(folder: Path, identities: dict[str, Identity]) -> None:
     entries = [i.public_entry() for i in identities.values()]
     (folder / "partners.yaml").write_text(yaml.safe_dump({"partners": entries}, width=1 << 16))
     ids = list(identities)
-    terms = {"valid_from": "2020-01-01T00:00:00Z", "valid_until": "2040-01-01T00:00:00Z"}
-    everyone = {"id": "all", "title": "bench", **terms, "ceiling": "RESTRICTED", "topics": ["*"]}
+    terms: dict[str, Any] = {
+        "valid_from": "2020-01-01T00:00:00Z",
+        "valid_until": "2040-01-01T00:00:00Z",
+    }
+    everyone: dict[str, Any] = {
+        "id": "all",
+        "title": "bench",
+        **terms,
+        "ceiling": "RESTRICTED",
+        "topics": ["*"],
+    }
     everyone["parties"] = {p: {} for p in ids}
     (folder / "agreements" / "all.yaml").write_text(yaml.safe_dump(everyone))
     for i, pid in enumerate(ids[1:], 1):  # a ring of bilateral agreements the engine must index
-        pair = {"id": f"ring-{i}", "title": "bench", **terms, "ceiling": "UNCLASSIFIED"}
+        pair: dict[str, Any] = {"id": f"ring-{i}", "title": "bench", **terms}
+        pair["ceiling"] = "UNCLASSIFIED"
         pair["topics"] = ["*"]
         pair["parties"] = {pid: {}, ids[(i % (len(ids) - 1)) + 1]: {}} if len(ids) > 2 else {}
         if len(pair["parties"]) == 2:

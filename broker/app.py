@@ -113,7 +113,7 @@ def create_app(
         # The policy and the fingerprint it is known by come from one read of the folder.
         policy, reloads = load_initial(settings.policies_dir, clock())
         clients = connect(settings)
-        store = Store(clients.commands, clients.blocking)
+        store = Store(clients.commands, clients.blocking, pipeline=clients.pipeline)
         key = load_or_create(settings.broker_key_path)
         state = BrokerState(settings, policy, store, key, clock, reloads=reloads)
         app.state.broker = state

@@ -2,6 +2,8 @@
 
 - ``commands``: everything that does not block (ingest, acks, nonces, claims). A bounded pool
   whose requests wait a short while for a free connection, then fail as an outage (503).
+- ``pipeline``: the ingest script only, on one connection shared by every request in flight
+  (``broker.pipeline``): redis-py's per-call overhead was a quarter of a post's CPU.
 - ``blocking``: only ``XREADGROUP … BLOCK``. Its own bounded pool, sized to the number of
   blocking readers the broker admits (:class:`broker.waiters.Waiters`), with a socket timeout
   longer than the longest block it issues, so a quiet inbox is never mistaken for a dead link.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool
@@ -21,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from broker.pipeline import Pipeline
 from broker.settings import Settings
 
 # A blocking read is issued in slices of at most this long: short enough that a reader
@@ -33,11 +37,16 @@ BLOCK_SLICE_MAX_MS: Final = 5_000
 class RedisClients:
     commands: aioredis.Redis
     blocking: aioredis.Redis
+    #: The ingest script's shared connection (broker.pipeline); None for a URL it cannot
+    #: serve (TLS, a Unix socket), where ingest uses ``commands``.
+    pipeline: Pipeline | None = None
 
     async def aclose(self) -> None:
         # The pools were made here, not by the clients: they must be told to close them.
         await self.commands.aclose(close_connection_pool=True)
         await self.blocking.aclose(close_connection_pool=True)
+        if self.pipeline is not None:
+            await self.pipeline.aclose()
 
 
 def block_slice_ms(settings: Settings) -> int:
@@ -79,4 +88,22 @@ def connect(settings: Settings) -> RedisClients:
     return RedisClients(
         commands=aioredis.Redis(connection_pool=commands_pool),
         blocking=aioredis.Redis(connection_pool=blocking_pool),
+        pipeline=_pipeline(settings),
+    )
+
+
+def _pipeline(settings: Settings) -> Pipeline | None:
+    assert settings.redis_url is not None
+    url = urlsplit(settings.redis_url)
+    if url.scheme != "redis" or not url.hostname:
+        return None
+    db = url.path.strip("/") or "0"
+    return Pipeline(
+        url.hostname,
+        url.port or 6379,
+        db=int(db) if db.isdigit() else 0,
+        username=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        connect_timeout_s=settings.redis_connect_timeout_s,
+        reply_timeout_s=settings.redis_socket_timeout_s,
     )

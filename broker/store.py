@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
+
+from broker.pipeline import Pipeline
 
 GROUP: Final = b"tl"
 
@@ -293,12 +295,19 @@ class ReportFacts:
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, blocking: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        blocking: aioredis.Redis | None = None,
+        *,
+        pipeline: Pipeline | None = None,
+    ) -> None:
         # redis-py types replies as unions that ignore decode_responses; ours are always bytes.
         self.redis: Any = redis
         # Blocking reads only (broker.connections): they never hold a connection of `redis`.
         self.blocking: Any = blocking if blocking is not None else redis
         self._ingest = redis.register_script(_INGEST_LUA)
+        self._pipeline = pipeline
         self._recall = redis.register_script(_RECALL_LUA)
         self._ack = redis.register_script(_ACK_LUA)
         self._trim = redis.register_script(_TRIM_LUA)
@@ -337,7 +346,10 @@ class Store:
                 r.report_id, r.envelope, r.digest, r.originator, r.accepted_ms, r.label,
                 r.suite, r.grants, r.audit, len(r.recipients), *r.recipients,
             ]  # fmt: skip
-        result = await self._ingest(keys=keys, args=args)
+        if self._pipeline is None:
+            result = await self._ingest(keys=keys, args=args)
+        else:
+            result = await self._run_on_pipeline(self._pipeline, keys, args)
         if result == [b"replayed"]:
             return None
         out = []
@@ -349,6 +361,14 @@ class Store:
             positions = tuple(result[i + 2].decode().split(","))
             out.append(Stored(outcome, int(result[i + 1]), positions, result[i + 3]))
         return out
+
+    async def _run_on_pipeline(self, pipeline: Pipeline, keys: list[str], args: list[Any]) -> Any:
+        script = self._ingest
+        try:
+            return await pipeline.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A restarted or flushed Redis forgot the script: EVAL loads and runs it.
+            return await pipeline.execute("EVAL", script.script, len(keys), *keys, *args)
 
     async def report_facts(self, report_ids: Sequence[str]) -> dict[str, ReportFacts]:
         """What delivery needs of each report, in one round trip; expired ones are absent."""

@@ -20,16 +20,19 @@ from typing import Any
 
 from bench.scenarios._publisher import cpu_s, read_head, read_response, signed_request
 
-ACK_EVERY = 50  # entries; or ACK_AFTER_S, whichever comes first
-ACK_AFTER_S = 0.02
+#: Ack once this many entries are waiting, or this long after the first of them came.
+AckPolicy = tuple[int, float]
 ACK_MAX = 1000  # the broker's limit per ack request
 
 
 class Stream:
     """One partner's stream: arrivals (report id, time.time_ns()) and the acks behind them."""
 
-    def __init__(self, port: int, partner: str, key: tuple[str, bytes], expect: int) -> None:
+    def __init__(
+        self, port: int, partner: str, key: tuple[str, bytes], expect: int, acks: AckPolicy
+    ) -> None:
         self.port, self.partner, self.key, self.expect = port, partner, key, expect
+        self.ack_every, self.ack_after_s = acks
         self.seen: Counter[str] = Counter()
         self.arrivals: list[tuple[str, int]] = []
         self.pending: list[str] = []
@@ -57,6 +60,7 @@ class Stream:
                 self.errors.append("the broker ended the stream")
                 return
             now = time.time_ns()  # one stamp per read: every event in it arrived by now
+            had = len(self.pending)
             raw += data
             while (nl := raw.find(b"\r\n")) >= 0:  # de-chunk what is complete
                 size = int(raw[:nl].split(b";")[0], 16)
@@ -67,7 +71,8 @@ class Stream:
             while (end := text.find(b"\r\n\r\n")) >= 0:
                 self._event(bytes(text[:end]), now, keep_times)
                 del text[: end + 4]
-            if len(self.pending) >= ACK_EVERY:
+            # Wake the acker for a first entry (it starts its clock) and for a full batch.
+            if (not had and self.pending) or len(self.pending) >= self.ack_every:
                 self.wake.set()
 
     def _event(self, block: bytes, now: int, keep_times: bool) -> None:
@@ -99,14 +104,20 @@ class Stream:
     async def ack_loop(self) -> None:
         # Acks go on their own keep-alive connection, one request in flight: while one is out
         # the next batch grows, so acking never holds up reading the stream.
-        while not (self.finished.is_set() and not self.pending):
-            if len(self.pending) < ACK_EVERY and not self.finished.is_set():
+        # An idle acker waits on the reader, with no timer, so a quiet stream costs nothing.
+        while True:
+            if not self.pending:
+                if self.finished.is_set():
+                    return
+                await self.wake.wait()
+                self.wake.clear()
+                continue
+            if len(self.pending) < self.ack_every and not self.finished.is_set():
+                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), ACK_AFTER_S)
-            self.wake.clear()
-            if self.pending:
-                batch, self.pending = self.pending[:ACK_MAX], self.pending[ACK_MAX:]
-                self.acked += await self._ack(batch)
+                    await asyncio.wait_for(self.wake.wait(), self.ack_after_s)
+            batch, self.pending = self.pending[:ACK_MAX], self.pending[ACK_MAX:]
+            self.acked += await self._ack(batch)
 
     async def _ack(self, ids: list[str]) -> int:
         body = json.dumps({"ids": ids}).encode()
@@ -155,21 +166,21 @@ async def _subscribe(
     opened = await asyncio.gather(*(s.open() for s in streams))
     pipe.send(("open",))
     cpu0, start_ns = cpu_s(), time.time_ns()
-
-    async def one(stream: Stream, reader: asyncio.StreamReader) -> None:
-        acker = asyncio.create_task(stream.ack_loop())
-        reading = asyncio.create_task(stream.read(reader, keep_times))
-        while not reading.done() and not stop.is_set():
-            await asyncio.wait({reading}, timeout=0.05)
-        if not reading.done():  # told to stop before every expected report came
-            reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
+    pairs = list(zip(streams, opened, strict=True))
+    readers = [asyncio.create_task(s.read(r, keep_times)) for s, (r, _w) in pairs]
+    ackers = [asyncio.create_task(s.ack_loop()) for s in streams]
+    # One watcher per process for the parent's stop (a multiprocessing Event cannot be awaited).
+    while not all(r.done() for r in readers) and not stop.is_set():
+        await asyncio.wait(readers, timeout=0.1)
+    for reader in readers:
+        reader.cancel()  # told to stop before every expected report came: count what did
+    outcomes = await asyncio.gather(*readers, return_exceptions=True)
+    for stream, outcome in zip(streams, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            stream.errors.append(f"{type(outcome).__name__}: {outcome}")
         stream.finished.set()
         stream.wake.set()
-        await acker  # the last batch is acked before the stream's numbers are final
-
-    await asyncio.gather(*(one(s, r) for s, (r, _w) in zip(streams, opened, strict=True)))
+    await asyncio.gather(*ackers)  # the last batches are acked before the numbers are final
     for _r, writer in opened:
         writer.close()
     return {
@@ -179,7 +190,7 @@ async def _subscribe(
 
 
 def run_subscriber(
-    port: int, keys: dict[str, tuple[str, bytes]], expect: int, keep_times: bool,
+    port: int, keys: dict[str, tuple[str, bytes]], expect: int, keep_times: bool, acks: AckPolicy,
     go: Event, stop: Event, pipe: Connection,
 ) -> None:  # fmt: skip
     """Child process: one stream per partner of ``keys`` (partner → signing kid and key), each
@@ -187,7 +198,7 @@ def run_subscriber(
     pipe.send(("prepared",))
 
     async def main() -> dict[str, Any]:
-        streams = [Stream(port, p, k, expect) for p, k in keys.items()]
+        streams = [Stream(port, p, k, expect, acks) for p, k in keys.items()]
         return await _subscribe(streams, keep_times, go, stop, pipe)
 
     pipe.send(("done", asyncio.run(main())))

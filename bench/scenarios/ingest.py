@@ -21,8 +21,8 @@ from bench.harness import (
     flush,
     start_broker,
     start_ceiling,
-    wrk,
     write_requests,
+    wrk,
 )
 from broker.runner import free_port
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from bench.harness import Fleet, broker_env, flush, redis_info, start_broker, wrk, write_requests
+from bench.harness import Fleet, broker_env, flush, redis_info, start_broker, write_requests, wrk
 from broker.runner import free_port
 from broker.store import inbox_key
 
@@ -77,8 +77,7 @@ def inbox_depth(tmp: Path, fleet: Fleet, redis_url: str, quick: bool) -> list[di
     finally:
         client.close()
     rows.append(
-        {"inbox_entries": filled}
-        | _ingest_rate(tmp, fleet, redis_url, seconds, flush_first=False)
+        {"inbox_entries": filled} | _ingest_rate(tmp, fleet, redis_url, seconds, flush_first=False)
     )
     return rows
 
@@ -133,9 +132,6 @@ def decisions(quick: bool) -> dict[str, Any]:
                 policy.decide(label, originators[calls % 20], "classic", NOW)
                 calls += 1
             samples.append(elapsed / (calls * 500) * 1e6)
-        rows.append(
-            {"partners": 500, "agreements": agreements, "us_per_decision": round(
-                statistics.median(samples), 3
-            )}  # fmt: skip
-        )
+        median_us = round(statistics.median(samples), 3)
+        rows.append({"partners": 500, "agreements": agreements, "us_per_decision": median_us})
     return {"rows": rows, "us_per_decision_at_1000": rows[-1]["us_per_decision"]}
