@@ -132,10 +132,13 @@ async def _deliverable(
     if not entries:
         return []
     store = state.store
-    counts = await store.delivery_counts(partner, [e.entry_id for e in entries])
+    # Two independent reads, sent together: one round trip of latency for the pair.
+    counts, facts_of = await asyncio.gather(
+        store.delivery_counts(partner, [e.entry_id for e in entries]),
+        store.report_facts([e.report_id for e in entries if e.kind == "report"]),
+    )
     now = state.clock()
     out = []
-    facts_of = await store.report_facts([e.report_id for e in entries if e.kind == "report"])
     for entry in entries:
         deliveries = counts.get(entry.entry_id, 1)
         if deliveries > state.settings.max_deliveries:

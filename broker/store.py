@@ -14,6 +14,7 @@ idempotency record (the digest in the report hash) and audit entry, before the 2
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -372,12 +373,17 @@ class Store:
 
     async def report_facts(self, report_ids: Sequence[str]) -> dict[str, ReportFacts]:
         """What delivery needs of each report, in one round trip; expired ones are absent."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for report_id in report_ids:
-                pipe.hmget(
-                    report_key(report_id), ["envelope", "originator", "label", "suite", "recalled"]
-                )
-            replies = await pipe.execute()
+        fields = ["envelope", "originator", "label", "suite", "recalled"]
+        if self._pipeline is not None:
+            pipeline = self._pipeline
+            replies = await asyncio.gather(
+                *(pipeline.execute("HMGET", report_key(r), *fields) for r in report_ids)
+            )
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for report_id in report_ids:
+                    pipe.hmget(report_key(report_id), fields)
+                replies = await pipe.execute()
         return {
             report_id: ReportFacts(
                 envelope=values[0],
@@ -436,9 +442,17 @@ class Store:
         """How often each entry has been delivered, asked entry by entry in one round trip."""
         if not entry_ids:
             return {}
+        key = inbox_key(partner)
+        if self._pipeline is not None:
+            pipeline = self._pipeline
+            raw = await asyncio.gather(
+                *(pipeline.execute("XPENDING", key, GROUP, e, e, 1) for e in entry_ids)
+            )
+            # XPENDING's extended form: [id, consumer, idle ms, times delivered] per entry.
+            return {p[0].decode(): int(p[3]) for reply in raw for p in reply}
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry_id in entry_ids:
-                pipe.xpending_range(inbox_key(partner), GROUP, min=entry_id, max=entry_id, count=1)
+                pipe.xpending_range(key, GROUP, min=entry_id, max=entry_id, count=1)
             replies = await pipe.execute()
         return {
             p["message_id"].decode(): int(p["times_delivered"]) for reply in replies for p in reply

@@ -75,8 +75,9 @@ class SignedClient:
         params: Mapping[str, Any] | None = None,
         body: bytes | None = None,
         timeout_s: float | None = None,
+        content_type: str = "application/json",
     ) -> httpx.Response:
-        headers = {"content-type": "application/json"} if body is not None else None
+        headers = {"content-type": content_type} if body is not None else None
         request = self._signed(method, path, params, body, headers)
         if timeout_s is not None:
             request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()

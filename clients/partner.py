@@ -13,7 +13,15 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -25,7 +33,9 @@ from clients.backoff import Backoff
 from clients.errors import (
     DeniedError,
     EnvelopeError,
+    InputError,
     TearlineError,
+    error_for_status,
 )
 from clients.http import SignedClient, utc_now
 from clients.protocol.encoding import b64d
@@ -257,6 +267,31 @@ class AsyncPartner(SignedClient):
         signed = (await self._send("POST", "/v1/reports", body=envelope)).json()
         directory = await self.directory()
         return verify_receipt(signed, directory.broker_kid, directory.broker_public)
+
+    async def post_envelopes(self, envelopes: Sequence[bytes]) -> list[Receipt | TearlineError]:
+        """Post many sealed envelopes in one request (``POST /v1/reports:batch``); for each,
+        in order, its receipt (signature checked) or the error a single post would have got.
+        A refusal of the whole request (its signature, its size) raises as any call does."""
+        if not envelopes:
+            return []
+        if any(b"\n" in e or b"\r" in e for e in envelopes):
+            raise InputError("an envelope holds a line break; it cannot travel in a batch")
+        body = b"\n".join(envelopes) + b"\n"
+        response = await self._send(
+            "POST", "/v1/reports:batch", body=body, content_type="application/x-ndjson"
+        )
+        directory = await self.directory()
+        out: list[Receipt | TearlineError] = []
+        for result in response.json()["results"]:
+            if result["status"] == 201:
+                out.append(
+                    verify_receipt(result["body"], directory.broker_kid, directory.broker_public)
+                )
+                continue
+            error = result["body"]["error"]
+            cls = error_for_status(result["status"])
+            out.append(cls(error["message"], code=error["code"], details=error.get("details")))
+        return out
 
     async def inbox(
         self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"

@@ -21,11 +21,13 @@ from collections.abc import (
     Generator,
     Iterable,
     Mapping,
+    Sequence,
 )
 from typing import Any, TypeVar
 
 import httpx
 
+from clients.errors import TearlineError
 from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import Identity
@@ -139,6 +141,9 @@ class Partner(LoopRunner):
 
     def post_envelope(self, envelope: bytes) -> Receipt:
         return self._run(self._node.post_envelope(envelope))
+
+    def post_envelopes(self, envelopes: Sequence[bytes]) -> list[Receipt | TearlineError]:
+        return self._run(self._node.post_envelopes(envelopes))
 
     def inbox(
         self, *, limit: int = 10, wait_s: float = 0, consumer: str = "default"

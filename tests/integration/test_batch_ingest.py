@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from broker.store import AUDIT_KEY, inbox_key, report_key
-from clients import Label
+from clients import AsyncPartner, DeniedError, Label, Receipt
 from clients.httpsig import sign_as
 from clients.protocol.encoding import b64d, strict_loads
 from clients.protocol.envelope import seal
@@ -202,3 +202,15 @@ def test_the_batch_is_in_the_openapi_document(world: RunningBroker) -> None:
     operation = document["paths"]["/v1/reports:batch"]["post"]
     assert set(operation["requestBody"]["content"]) == {NDJSON}
     assert {"200", "401", "413", "415"} <= set(operation["responses"])
+
+
+async def test_the_sdk_posts_a_batch_and_checks_each_receipt(world: RunningBroker) -> None:
+    good = envelope(("USA",), USA_ONLY)
+    unentitled = envelope(("DEU",), Label("SECRET", ["DEU"], "AMBER", topics=["apt"]))
+    async with AsyncPartner(world.url, me("GBR")) as node:
+        receipt, refusal = await node.post_envelopes([good, unentitled])
+    assert isinstance(receipt, Receipt)
+    assert receipt.id == _id(good)
+    assert isinstance(refusal, DeniedError)
+    assert refusal.code == "recipient_not_entitled"
+    assert not world.redis().exists(report_key(_id(unentitled)))
