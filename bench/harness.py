@@ -300,7 +300,9 @@ def wrk(port: int, requests: Path, count: int, seconds: float, connections: int 
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     after = os.times()
     total = int(_grab(r"(\d+) requests in", output))
-    elapsed = float(_grab(r"requests in ([\d.]+)s", output))
+    text = _grab(r"requests in ([\d.]+(?:ms|s|m|h))", output)
+    number, unit = re.fullmatch(r"([\d.]+)(ms|s|m|h)", text).groups()  # type: ignore[union-attr]
+    elapsed = float(number) * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
     refused = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     non_2xx = int(refused.group(1)) if refused else 0
     errors = re.search(

@@ -1,0 +1,365 @@
+"""``tearline governance``, ``registry`` and ``agreement``: the governed registry's offline tools.
+
+Files in, files out, never the network: a governance key may live on an air-gapped machine, and
+a document travels between its signers as a file. Every check is the pure core's
+(:mod:`clients.governance`); these commands only read, write and say what it decided.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Callable, Hashable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+
+from clients.errors import TearlineError
+from clients.governance import documents as gd
+from clients.governance.documents import GovernanceError, GovernanceKey
+from clients.governance.trust import TrustedState
+from clients.protocol import crypto
+from clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
+from clients.protocol.encoding import strict_loads as _json
+from clients.protocol.identity import check_partner_id
+
+D = TypeVar("D", bound=gd.Document)
+KEY_FIELDS = {"holder", "public", "private"}
+
+governance_app = typer.Typer(help="Governance keys and the root (offline).", no_args_is_help=True)
+root_app = typer.Typer(help="Draft and sign the root (offline).", no_args_is_help=True)
+governance_app.add_typer(root_app, name="root")
+registry_app = typer.Typer(help="Propose, sign, verify registry versions.", no_args_is_help=True)
+agreement_app = typer.Typer(help="Propose, sign, verify, stop agreements.", no_args_is_help=True)
+
+KeyOption = Annotated[Path, typer.Option("--key", help="Your governance key file (keygen's).")]
+OutOption = Annotated[Path, typer.Option("--out", help="The file to write; never overwritten.")]
+SignOut = Annotated[Path | None, typer.Option("--out", help="Write here, not in place.")]
+DocArgument = Annotated[Path, typer.Argument(help="The document file.")]
+RootOption = Annotated[Path, typer.Option("--root", help="The root document to verify against.")]
+ExpiresOption = Annotated[str, typer.Option(help="RFC 3339, like 2027-12-01T00:00:00Z.")]
+AgreementId = Annotated[str, typer.Option("--id", help="The agreement's id.")]
+
+
+def _fail(message: str, exit_code: int) -> typer.Exit:
+    # clients.cli has the same helper, but it imports this module: importing back is a cycle.
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """A refusal is one line: exit 1 when a document does not verify, 2 when the input is not
+    a document or key at all (a usage error, as elsewhere in ``tearline``)."""
+    try:
+        yield
+    except GovernanceError as exc:
+        raise _fail(f"{exc.message} ({exc.code})", 2 if exc.code == "bad_document" else 1) from None
+    except TearlineError as exc:
+        raise _fail(exc.message, 2) from None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {what} {path}: {exc.strerror}", 2) from None
+
+
+def _create(path: Path, data: bytes, mode: int = 0o644) -> None:
+    # O_EXCL: a key may already be in use, a document may already carry signatures.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise _fail(f"{path} already exists; refusing to overwrite it", 2) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}", 2) from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
+    if out is not None and out.resolve() != document.resolve():
+        _create(out, data)
+        return out
+    # Through a temporary file: a crash mid-write must not lose the signatures gathered so far.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=document.parent, prefix=f".{document.name}.")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.chmod(tmp, stat.S_IMODE(document.stat().st_mode))
+        os.replace(tmp, document)
+    except OSError as exc:
+        raise _fail(f"cannot write {document}: {exc.strerror}", 2) from None
+    return document
+
+
+def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
+    """A key file's public key and holder, and with ``private`` its private key (else b"")."""
+    obj: Any = None
+    with contextlib.suppress(EncodingError):
+        obj = _json(_read(path, "key file"))
+    not_a_key = f"{path} is not a governance key file (tearline governance keygen writes them)"
+    if not isinstance(obj, dict) or not {"holder", "public"} <= set(obj) <= KEY_FIELDS:
+        raise _fail(not_a_key, 2)
+    try:
+        holder = check_partner_id(obj["holder"], "holder")
+        public = b64d(obj["public"])
+        crypto.VerifyKey(crypto.ED25519, public)
+        secret = b64d(obj["private"]) if "private" in obj else b""
+        if secret and crypto.public_key_of(crypto.ED25519, secret) != public:
+            raise crypto.CryptoFailure("the private key is not the public key's")
+    except (TearlineError, EncodingError, crypto.CryptoFailure):
+        raise _fail(f"{not_a_key}: its holder or keys are malformed", 2) from None
+    if private and not secret:
+        raise _fail(f"{path} holds only a public key; sign with the private key file", 2)
+    if private and stat.S_IMODE(path.stat().st_mode) & 0o077:
+        raise _fail(f"key file {path} is readable by other users; run: chmod 600 {path}", 2)
+    return GovernanceKey(gd.keyid_of(public), public, holder), secret
+
+
+def _document(path: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D]:
+    """The file's bytes and the document they parse to; a refusal names the file."""
+    data = _read(path, "document")
+    try:
+        return data, parser(data)
+    except GovernanceError as exc:
+        raise GovernanceError(f"{path}: {exc.message}", code=exc.code) from None
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Policy YAML read as the broker reads it: timestamps stay the strings the operator wrote,
+    ``NO`` stays Norway rather than false, and a key given twice is an error, not a guess."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":timestamp"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), "tf")
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.load(_read(path, "YAML file").decode("utf-8"), Loader=_YamlLoader)  # noqa: S506
+    except UnicodeDecodeError:
+        raise _fail(f"{path} is not UTF-8 text", 2) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise _fail(f"{where}: not valid YAML: {exc.problem or exc.context}", 2) from None
+    except yaml.YAMLError as exc:
+        raise _fail(f"{path}: not valid YAML: {exc}", 2) from None
+
+
+def _new(signed: dict[str, Any], out: Path, source: str) -> None:
+    try:
+        data = gd.new_document(signed)  # refused unless it parses as its type
+    except GovernanceError as exc:
+        raise GovernanceError(f"{source}: {exc.message}", code=exc.code) from None
+    except (TypeError, ValueError):  # a YAML value JSON cannot carry: a float, a binary
+        raise _fail(f"{source}: holds a value canonical JSON cannot encode", 2) from None
+    _create(out, data)
+
+
+def _expires(text: str) -> str:
+    try:
+        moment = parse_time(text)
+    except EncodingError as exc:
+        raise _fail(f"--expires: {exc}", 2) from None
+    if moment <= datetime.now(UTC):
+        raise _fail(f"--expires {text} is in the past", 2)
+    return format_time(moment)
+
+
+def _tally(envelope: gd.Envelope, root: gd.Root) -> str:
+    """Who signed, each partner once and in the order the root lists its keys, of how many."""
+    valid = {k.holder for k in gd.signers(envelope, root.keys)}
+    names = list(dict.fromkeys(k.holder for k in root.keys if k.holder in valid))
+    count = f"{len(names)} of " if len(names) <= root.threshold else f"{len(names)}; "
+    return f"signed by {', '.join(names) or 'none'} ({count}{root.threshold} required)"
+
+
+def _sign(document: Path, key: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D, str]:
+    """The document with the key's signature added, parsed again, and the key's holder."""
+    data, _ = _document(document, parser)
+    me, private = _key(key, private=True)
+    signed = gd.add_signature(data, private)
+    return signed, parser(signed), me.holder
+
+
+@governance_app.command()
+def keygen(
+    holder: Annotated[str, typer.Option(help="The partner holding the key, e.g. GBR.")],
+    out: Annotated[Path, typer.Option(help="The private key file, e.g. gbr.governance.json.")],
+) -> None:
+    """Make a governance key: OUT (private, mode 0600) and OUT's .pub.json (public)."""
+    with _refusals():
+        check_partner_id(holder, "--holder")
+    public_out = out.with_name(out.name.removesuffix(".json") + ".pub.json")
+    for path in (out, public_out):  # both checked first: never half a key pair
+        if path.exists():
+            raise _fail(f"{path} already exists; refusing to overwrite a key", 2)
+    private, public = gd.generate_key()
+    entry = {"holder": holder, "public": b64e(public)}
+    _create(out, json.dumps({**entry, "private": b64e(private)}, indent=2).encode(), 0o600)
+    _create(public_out, json.dumps(entry, indent=2).encode())
+    typer.echo(f"wrote {out} (private: keep it on this machine, mode 0600)")
+    typer.echo(f"wrote {public_out} (public: for `tearline governance root new --key`)")
+    typer.echo(f"holder {holder}, keyid {gd.keyid_of(public)}, public key {b64e(public)}")
+
+
+@root_app.command("new")
+def root_new(
+    threshold: Annotated[int, typer.Option(min=1, help="How many key holders must sign.")],
+    key: Annotated[list[Path], typer.Option("--key", help="A key file; only its public part.")],
+    expires: ExpiresOption,
+    out: OutOption,
+    version: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Write an unsigned root holding the keys' public parts."""
+    with _refusals():
+        keys = [_key(path, private=False)[0].to_dict() for path in key]
+        when = _expires(expires)
+        signed = {"type": "root", "version": version, "expires": when, "threshold": threshold}
+        _new({**signed, "keys": keys}, out, "root")
+    typer.echo(f"wrote {out}: root version {version}, unsigned; {threshold} holder(s) must sign")
+
+
+@root_app.command("sign")
+def root_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
+    """Add your signature to a root (in place unless --out)."""
+    with _refusals():
+        data, root, holder = _sign(document, key, gd.parse_root)
+    written = _write_signed(document, out, data)
+    typer.echo(f"signed {written} as {holder}; {_tally(root.envelope, root)}")
+
+
+@registry_app.command("propose")
+def registry_propose(
+    partners: Annotated[Path, typer.Option(help="The partners.yaml, e.g. policies/partners.yaml.")],
+    scheme: Annotated[Path, typer.Option(help="The scheme.yaml, e.g. policies/scheme.yaml.")],
+    version: Annotated[int, typer.Option(min=1, help="Newer than the trusted version.")],
+    expires: ExpiresOption,
+    out: OutOption,
+) -> None:
+    """Write an unsigned registry version from the policy folder's YAML files."""
+    entries = _yaml(partners)
+    if not isinstance(entries, dict) or set(entries) != {"partners"}:
+        raise _fail(f"{partners} must hold one field, partners: a list of partner entries", 2)
+    with _refusals():
+        signed = {"type": "registry", "version": version, "expires": _expires(expires)}
+        body = {"partners": entries["partners"], "scheme": _yaml(scheme)}
+        _new({**signed, **body}, out, f"{partners} and {scheme}")
+    typer.echo(f"wrote {out}: registry version {version}, unsigned")
+
+
+@registry_app.command("sign")
+def registry_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
+    """Add your signature to a registry version (in place unless --out)."""
+    with _refusals():
+        data, registry, holder = _sign(document, key, gd.parse_registry)
+    written = _write_signed(document, out, data)
+    count = len(registry.envelope.signatures)
+    typer.echo(f"signed {written} as {holder}; {count} signature(s) so far")
+
+
+@registry_app.command("verify")
+def registry_verify(
+    document: DocArgument,
+    root: RootOption,
+    previous: Annotated[
+        Path | None, typer.Option(help="The registry version trusted until now: no rollback.")
+    ] = None,
+) -> None:
+    """Check a registry version as a node would: signed by the root's threshold, not expired,
+    and (with --previous) not older than the version trusted before."""
+    now = datetime.now(UTC)
+    with _refusals():
+        state = TrustedState(_document(root, gd.parse_root)[0], now)
+        if previous is not None:
+            old_data, old = _document(previous, gd.parse_registry)
+            # Judged as a node judged it while it was current: it may have expired since, and
+            # that says nothing about whether the new version rolls back.
+            try:
+                state.update_registry(old_data, min(now, old.expires - timedelta(microseconds=1)))
+            except GovernanceError as exc:
+                message = f"--previous {previous}: {exc.message}"
+                raise GovernanceError(message, code=exc.code) from None
+        new = state.update_registry(_document(document, gd.parse_registry)[0], now)
+    typer.echo(f"ok: version {new.version}, {_tally(new.envelope, state.root)}")
+
+
+@agreement_app.command("propose")
+def agreement_propose(
+    agreement: Annotated[Path, typer.Argument(help="e.g. policies/agreements/ID.yaml")],
+    out: OutOption,
+) -> None:
+    """Write an unsigned agreement from its policy YAML; each party then signs it."""
+    body = _yaml(agreement)
+    with _refusals():
+        _new({"type": "agreement", "agreement": body}, out, str(agreement))
+    typer.echo(f"wrote {out}: unsigned; each of {', '.join(sorted(body['parties']))} signs it")
+
+
+@agreement_app.command("sign")
+def agreement_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
+    """Add your signature to an agreement you are a party of (in place unless --out)."""
+    with _refusals():
+        data, signed, holder = _sign(document, key, gd.parse_agreement)
+    if holder not in signed.parties:  # a signature the root would never count
+        parties = ", ".join(sorted(signed.parties))
+        raise _fail(f"{holder} is not a party of agreement {signed.id} (parties: {parties})", 2)
+    written = _write_signed(document, out, data)
+    typer.echo(f"signed {written} as {holder}")
+
+
+@agreement_app.command("verify")
+def agreement_verify(document: DocArgument, root: RootOption) -> None:
+    """Check that every party of an agreement signed it with a governance key of the root."""
+    now = datetime.now(UTC)
+    with _refusals():
+        state = TrustedState(_document(root, gd.parse_root)[0], now)
+        state.check_root_not_expired(now)
+        signed = state.verify_agreement(_document(document, gd.parse_agreement)[0])
+    parties = ", ".join(sorted(signed.parties))
+    typer.echo(f"ok: agreement {signed.id}, signed by all its parties: {parties}")
+
+
+def _status(value: str, agreement_id: str, key: Path, out: Path) -> None:
+    with _refusals():
+        me, private = _key(key, private=True)
+        issued = format_time(datetime.now(UTC).replace(microsecond=0))
+        signed = {"type": "agreement-status", "agreement": agreement_id, "status": value}
+        data = gd.add_signature(gd.new_document({**signed, "issued": issued}), private)
+    _create(out, data)
+    typer.echo(f"wrote {out}: agreement {agreement_id} {value}, signed by {me.holder}")
+
+
+@agreement_app.command("suspend")
+def agreement_suspend(agreement_id: AgreementId, key: KeyOption, out: OutOption) -> None:
+    """Write a suspension of an agreement, signed by you (any one party may suspend)."""
+    _status("suspended", agreement_id, key, out)
+
+
+@agreement_app.command("terminate")
+def agreement_terminate(agreement_id: AgreementId, key: KeyOption, out: OutOption) -> None:
+    """Write a termination of an agreement, signed by you (final; any one party may)."""
+    _status("terminated", agreement_id, key, out)
