@@ -30,6 +30,7 @@ from clients.errors import (
     TransportError,
     UnavailableError,
 )
+from clients.governance_cli import agreement_app, governance_app, registry_app
 from clients.inbox_folder import InboxFolder, Written
 from clients.keyfile import Identity, generate, write_keypair
 from clients.operator_cli import dead_letters_app
@@ -59,6 +60,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dead_letters_app, name="dead-letters")  # operators; needs only the SDK
+# Offline governance tools: files only, so they run on an air-gapped machine too.
+app.add_typer(governance_app, name="governance")
+app.add_typer(registry_app, name="registry")
+app.add_typer(agreement_app, name="agreement")
 
 
 def fail(message: str, exit_code: int = 1) -> typer.Exit:

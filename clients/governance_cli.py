@@ -90,6 +90,7 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
         _create(out, data)
         return out
     # Through a temporary file: a crash mid-write must not lose the signatures gathered so far.
+    tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(dir=document.parent, prefix=f".{document.name}.")
         with os.fdopen(fd, "wb") as file:
@@ -97,6 +98,8 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
         os.chmod(tmp, stat.S_IMODE(document.stat().st_mode))
         os.replace(tmp, document)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # "" when mkstemp itself failed: nothing to remove
         raise _fail(f"cannot write {document}: {exc.strerror}", 2) from None
     return document
 
@@ -125,13 +128,20 @@ def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
     return GovernanceKey(gd.keyid_of(public), public, holder), secret
 
 
-def _document(path: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D]:
-    """The file's bytes and the document they parse to; a refusal names the file."""
-    data = _read(path, "document")
+@contextlib.contextmanager
+def _about(source: object) -> Iterator[None]:
+    """A refusal names the file (or option) it is about."""
     try:
-        return data, parser(data)
+        yield
     except GovernanceError as exc:
-        raise GovernanceError(f"{path}: {exc.message}", code=exc.code) from None
+        raise GovernanceError(f"{source}: {exc.message}", code=exc.code) from None
+
+
+def _document(path: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D]:
+    data = _read(path, "document")
+    with _about(path):
+        parsed = parser(data)
+    return data, parsed
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -171,9 +181,8 @@ def _yaml(path: Path) -> Any:
 
 def _new(signed: dict[str, Any], out: Path, source: str) -> None:
     try:
-        data = gd.new_document(signed)  # refused unless it parses as its type
-    except GovernanceError as exc:
-        raise GovernanceError(f"{source}: {exc.message}", code=exc.code) from None
+        with _about(source):
+            data = gd.new_document(signed)  # refused unless it parses as its type
     except (TypeError, ValueError):  # a YAML value JSON cannot carry: a float, a binary
         raise _fail(f"{source}: holds a value canonical JSON cannot encode", 2) from None
     _create(out, data)
@@ -193,8 +202,9 @@ def _tally(envelope: gd.Envelope, root: gd.Root) -> str:
     """Who signed, each partner once and in the order the root lists its keys, of how many."""
     valid = {k.holder for k in gd.signers(envelope, root.keys)}
     names = list(dict.fromkeys(k.holder for k in root.keys if k.holder in valid))
-    count = f"{len(names)} of " if len(names) <= root.threshold else f"{len(names)}; "
-    return f"signed by {', '.join(names) or 'none'} ({count}{root.threshold} required)"
+    n, need = len(names), root.threshold
+    count = f"{n} of {need} required" if n <= need else f"{n} signed, {need} required"
+    return f"signed by {', '.join(names) or 'none'} ({count})"
 
 
 def _sign(document: Path, key: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D, str]:
@@ -298,11 +308,8 @@ def registry_verify(
             old_data, old = _document(previous, gd.parse_registry)
             # Judged as a node judged it while it was current: it may have expired since, and
             # that says nothing about whether the new version rolls back.
-            try:
+            with _about(f"--previous {previous}"):
                 state.update_registry(old_data, min(now, old.expires - timedelta(microseconds=1)))
-            except GovernanceError as exc:
-                message = f"--previous {previous}: {exc.message}"
-                raise GovernanceError(message, code=exc.code) from None
         new = state.update_registry(_document(document, gd.parse_registry)[0], now)
     typer.echo(f"ok: version {new.version}, {_tally(new.envelope, state.root)}")
 
