@@ -37,6 +37,7 @@ from clients.errors import (
     TearlineError,
     error_for_status,
 )
+from clients.governance.trust import GovernanceError, TrustedState
 from clients.http import SignedClient, utc_now
 from clients.protocol.encoding import b64d
 from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
@@ -172,6 +173,42 @@ _DELIVERY_EVENTS: Final = frozenset({"report", "recall", "gap"})
 _STREAM_READ_TIMEOUT_S: Final = 60.0
 
 
+def _check_against_trust(
+    trust: TrustedState,
+    me: str,
+    recipients: Sequence[tuple[str, KeyRecord]],
+    decisions: Mapping[str, PreviewDecision],
+) -> None:
+    """Refuse to seal unless every recipient and key the broker offered is one the governance
+    documents vouch for: the key, byte for byte, in the trusted registry under that partner,
+    and the granting agreement signed by all its parties, the sender among them."""
+    registry = trust.registry
+    agreements = trust.agreements
+    for pid, key in recipients:
+        partner = registry.get(pid)
+        held = {k.kid: k for k in partner.keys} if partner is not None else {}
+        if partner is None or not partner.active:
+            raise GovernanceError(
+                f"the broker offered {pid} as a recipient, but the signed registry has no "
+                "active partner of that id; nothing was sealed",
+                code="recipient_not_in_registry",
+            )
+        if held.get(key.kid) != key or key.use != "enc":
+            raise GovernanceError(
+                f"the broker offered key {key.kid} for {pid}, which the signed registry does "
+                f"not hold for {pid}; nothing was sealed",
+                code="key_not_in_registry",
+            )
+        agreement = decisions[pid].agreement
+        parties = agreements.get(agreement or "", {}).get("parties", {})
+        if me not in parties or pid not in parties:
+            raise GovernanceError(
+                f"the broker grants {pid} under agreement {agreement!r}, which is not signed by "
+                f"all its parties with {me} and {pid} among them; nothing was sealed",
+                code="agreement_not_signed",
+            )
+
+
 class AsyncPartner(SignedClient):
     """A partner node's client. ``reconnect_base_s`` and ``reconnect_cap_s`` shape the backoff
     of :meth:`subscribe` between reconnection attempts; ``rng`` draws its jitter (pass a seeded
@@ -188,9 +225,14 @@ class AsyncPartner(SignedClient):
         reconnect_base_s: float = 0.5,
         reconnect_cap_s: float = 30.0,
         rng: random.Random | None = None,
+        trust: TrustedState | None = None,
     ) -> None:
         super().__init__(base_url, identity, transport=transport, timeout_s=timeout_s, clock=clock)
         self._directory: Directory | None = None
+        # With a trusted state (a pinned root and the registry and agreements it verified),
+        # the broker's directory and preview are advice: keys come from what verification
+        # yielded, and a preview that offers anything else is refused before sealing.
+        self._trust = trust
         # Checked now, not at the first outage: a bad value is the caller's mistake.
         Backoff(base_s=reconnect_base_s, cap_s=reconnect_cap_s)
         self._reconnect_base_s = reconnect_base_s
@@ -251,6 +293,8 @@ class AsyncPartner(SignedClient):
                 code="no_recipients",
                 details={"denied": denied},
             )
+        if self._trust is not None:
+            _check_against_trust(self._trust, self.identity.partner, recipients, decisions)
         envelope = seal(
             payload,
             label,
@@ -408,11 +452,13 @@ class AsyncPartner(SignedClient):
             gap = entry["gap"]
             return Gap(int(gap["lost"]), gap["before"], entry["entry_id"], self._ack_one)
         directory = await self.directory()
+        # Originators are verified against the trusted registry when there is one.
+        registry = self._trust.registry if self._trust is not None else directory.registry
         try:
             opened = open(
                 entry["envelope"].encode(),
                 self.identity,
-                directory.registry,
+                registry,
                 directory.scheme,
                 now=self._clock(),
             )

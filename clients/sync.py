@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import httpx
 
 from clients.errors import TearlineError
+from clients.governance.trust import TrustedState
 from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import Identity
@@ -86,6 +87,7 @@ class Partner(LoopRunner):
         reconnect_base_s: float = 0.5,
         reconnect_cap_s: float = 30.0,
         rng: random.Random | None = None,
+        trust: TrustedState | None = None,
     ) -> None:
         super().__init__()
         self._node = AsyncPartner(
@@ -96,6 +98,7 @@ class Partner(LoopRunner):
             reconnect_base_s=reconnect_base_s,
             reconnect_cap_s=reconnect_cap_s,
             rng=rng,
+            trust=trust,
         )
         # Subscriptions not yet closed, so close() can finish them before the loop goes.
         self._streams: set[AsyncGenerator[Delivery, None]] = set()
