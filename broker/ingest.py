@@ -62,7 +62,7 @@ async def accept_reports(
     now = state.clock()
     accepted_ms = int(now.timestamp() * 1000)
     outcomes: list[Accepted | TearlineError | None] = [None] * len(bodies)
-    refused: dict[int, TearlineError] = {}
+    refused: dict[int, tuple[TearlineError, bytes]] = {}
     new: list[tuple[int, NewReport, bytes]] = []
     limit = state.settings.max_envelope_bytes
     for i, body in enumerate(bodies):
@@ -73,7 +73,7 @@ async def accept_reports(
         try:
             verified, grants = _check(state, caller.partner, body, now)
         except (EnvelopeError, DeniedError) as exc:
-            refused[i] = exc
+            refused[i] = (exc, digest)
             continue
         header = verified.header
         report = NewReport(
@@ -113,8 +113,8 @@ async def accept_reports(
         )  # fmt: skip
         signed = compact_json(sign_receipt(receipt, state.key.kid, state.key.signer))
         outcomes[i] = Accepted(signed, result.outcome == "duplicate")
-    for i, refusal in refused.items():
-        replay = await _stored_receipt(state, caller.partner, bodies[i], crypto.sha256(bodies[i]))
+    for i, (refusal, digest) in refused.items():
+        replay = await _stored_receipt(state, caller.partner, bodies[i], digest)
         outcomes[i] = refusal if replay is None else Accepted(replay, True)
     return [o for o in outcomes if o is not None]
 

@@ -225,12 +225,13 @@ async def post_batch(request: Request) -> Response:
     except AuthenticationError as exc:
         failed_authentication(request, state, exc)
         raise
-    parts = [_batch_result(i, outcome) for i, outcome in enumerate(outcomes)]
-    for outcome in outcomes:
-        code = outcome.code if isinstance(outcome, TearlineError) else (
-            "replayed" if outcome.replayed else "accepted"
-        )  # fmt: skip
-        REPORTS.labels(outcome=code).inc()
+    parts = []
+    for i, outcome in enumerate(outcomes):
+        parts.append(_batch_result(i, outcome))
+        if isinstance(outcome, TearlineError):
+            REPORTS.labels(outcome=outcome.code).inc()
+        else:
+            REPORTS.labels(outcome="replayed" if outcome.replayed else "accepted").inc()
     return Response(b'{"results":[' + b",".join(parts) + b"]}", media_type="application/json")
 
 
