@@ -16,8 +16,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
@@ -107,41 +105,14 @@ def canonical_json(value: Any) -> bytes:
     """Canonical JSON: byte for byte RFC 8785 on what labels and receipts can hold (plain ASCII
     strings, lists, objects, null; tests/unit/test_canonical_json.py proves it), though not on
     floats or keys past U+FFFF."""
-    return _dumps(value, orjson.OPT_SORT_KEYS)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def compact_json(value: Any) -> bytes:
     """Compact JSON keeping key order, for bytes that are signed as they are."""
-    return _dumps(value, 0)
-
-
-def _dumps(value: Any, option: int) -> bytes:
-    # orjson: the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False) on what
-    # Tearline serialises (the test vectors hold it to that), in a tenth of the time: six of
-    # these per report were a tenth of the broker's batch ingest (bench/, cProfile).
-    if _has_float(value):
-        # orjson writes NaN as null where json refuses it; floats take the stdlib's road.
-        return json.dumps(
-            value,
-            sort_keys=bool(option),
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        ).encode("utf-8")
-    try:
-        return orjson.dumps(value, option=option)
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(str(exc)) from None
-
-
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_float(v) for v in value)
-    return False
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 # --- signatures ---------------------------------------------------------------------------
