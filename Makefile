@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[broker,dev,bench]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[broker,cti,dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -40,7 +40,7 @@ LATEST := .venv-latest
 $(LATEST)/.installed: pyproject.toml
 	$(PY) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip
-	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[broker,dev,bench]'
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager -e '.[broker,cti,dev,bench]'
 	touch $@
 
 test-latest: $(LATEST)/.installed
