@@ -46,7 +46,7 @@ from tests.integration.conftest import me, write_policies
 from tests.processes import BrokerProcess
 
 TO_EST = Label("RESTRICTED", ["EST"], "AMBER", topics=["apt"])
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 
 
 def percentile(values: list[float], q: float) -> float:

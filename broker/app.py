@@ -19,7 +19,7 @@ from sse_starlette.sse import AppStatus
 
 from broker import audit, retention
 from broker.api import audit as audit_api
-from broker.api import deadletters, directory, health, inbox, reports, status
+from broker.api import deadletters, directory, governance, health, inbox, reports, status
 from broker.api import docs as api_docs
 from broker.api import errors as api_errors
 from broker.api import openapi as api_openapi
@@ -27,7 +27,7 @@ from broker.api.limits import HeaderLimits
 from broker.connections import connect
 from broker.keys import load_or_create
 from broker.observability import RequestObserver
-from broker.reload import load_initial, watch
+from broker.reload import load_initial, reload, watch
 from broker.settings import Settings, get_settings
 from broker.state import BrokerState, utc_now
 from broker.store import Store
@@ -37,7 +37,7 @@ log = logging.getLogger("tearline.broker")
 
 # Who signs the requests of each router: partners, operators, nobody. broker.api.openapi
 # documents it; tests/integration/test_authorisation.py shows that the broker enforces it.
-PARTNER_ROUTERS = (reports.router, inbox.router, directory.router)
+PARTNER_ROUTERS = (reports.router, inbox.router, directory.router, governance.router)
 OPERATOR_ROUTERS = (audit_api.router, deadletters.router, status.router)
 PUBLIC_ROUTERS = (health.router,)
 
@@ -70,6 +70,10 @@ async def _set_up_inboxes(state: BrokerState) -> None:
     while True:
         try:
             await state.store.ensure_inboxes(state.policy.registry.ids)
+            if state.policy.governance is not None:
+                # Checked against the transparency log (a rollback of what was published
+                # before is refused), and what is in force published in it.
+                await reload(state, force=True)
             return
         except (RedisError, OSError) as exc:
             log.warning("Redis unavailable at start (%s); retrying", exc)

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ from broker.policy.fingerprint import (
     fingerprint,
 )
 from broker.policy.folder import read_policy_folder
+from broker.policy.governed import is_governed
 from broker.policy.load import check_files, load_files
 
 if TYPE_CHECKING:
@@ -99,9 +101,13 @@ class PolicyReloads:
 
 
 def load_initial(folder: Path, now: datetime) -> tuple[Policy, PolicyReloads]:
-    """The policy to start with and its record; :class:`PolicyError` if the folder is bad."""
+    """The policy to start with and its record; :class:`PolicyError` if the folder is bad.
+
+    A governed folder is checked here on its own, before Redis is reached; once it is, the
+    broker loads it again against its transparency log (``broker.app``), and from then on
+    every reload is."""
     files = read_policy_folder(folder)
-    return load_files(files), PolicyReloads(fingerprint(files), loaded_at=now)
+    return load_files(files, now=now), PolicyReloads(fingerprint(files), loaded_at=now)
 
 
 def describe(policy: Policy) -> str:
@@ -134,7 +140,13 @@ async def reload(state: BrokerState, *, force: bool = False) -> Outcome:
 async def _load(state: BrokerState, files: PolicyFiles, folder: Fingerprint) -> Outcome:
     record = state.reloads
     changed = changes(record.fingerprint, folder)
-    policy, problems = await asyncio.to_thread(check_files, files)
+    logged: list[bytes] = []
+    if is_governed(files.contents):  # checked against what the log already holds
+        await state.log.refresh(state.store)
+        logged = list(state.log.leaves)
+    policy, problems = await asyncio.to_thread(
+        partial(check_files, files, logged=logged, now=state.clock())
+    )
     if policy is None:
         refusal = Refusal(folder, state.clock(), changed, tuple(str(p) for p in problems))
         record.refuse(refusal)
@@ -148,6 +160,9 @@ async def _load(state: BrokerState, files: PolicyFiles, folder: Fingerprint) -> 
         return Outcome.REFUSED
     # Inboxes first: a partner the new policy adds can be granted as soon as it is in force.
     await state.store.ensure_inboxes(policy.registry.ids)
+    if policy.governance is not None:
+        # Published before it is in force: no node is routed by documents it cannot see.
+        await state.log.append(state.store, policy.governance.documents)
     state.policy = policy
     record.applied(folder, state.clock())
     POLICY_RELOADS.labels(outcome=Outcome.APPLIED).inc()

@@ -14,6 +14,7 @@ from broker.ratelimit import TokenBuckets
 from broker.reload import Outcome, PolicyReloads, reload
 from broker.settings import Settings
 from broker.store import Store
+from broker.translog import TransparencyLog
 from broker.waiters import Waiters
 
 log = logging.getLogger("tearline.broker")
@@ -32,6 +33,8 @@ class BrokerState:
     clock: Callable[[], datetime] = utc_now
     # The policy folder: the fingerprint of the policy in force, the last reload refused.
     reloads: PolicyReloads = field(default_factory=PolicyReloads)
+    # The transparency log of the governance documents (a cache of what Redis holds).
+    log: TransparencyLog = field(default_factory=TransparencyLog)
     waiters: Waiters = field(init=False)
     # Per signer (partner or operator), once authenticated; per source address, for failures.
     request_budget: TokenBuckets = field(init=False)

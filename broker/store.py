@@ -7,6 +7,8 @@ Layout (the ``{…}`` parts are hash tags, so the layout can move to Redis Clust
     tl:dead:{P}        stream: entries delivered more than max_deliveries times
     tl:audit           stream: accepted reports and deliveries withheld at delivery time
     tl:nonce:{P}:{n}   request nonces seen within the replay window
+    tl:log             list: the transparency log's leaves, the governance documents' bytes
+    tl:log:index       hash: SHA-256 of a document → its index in tl:log (appended once)
 
 An accepted report is written all-or-nothing by one Lua script: envelope, inbox entries,
 idempotency record (the digest in the report hash) and audit entry, before the 201 goes out.
@@ -15,6 +17,7 @@ idempotency record (the digest in the report hash) and audit entry, before the 2
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -295,6 +298,22 @@ class ReportFacts:
     recalled: bool
 
 
+_LOG_APPEND_LUA: Final = """
+-- Append each document not yet in the log, in order; return the log's size.
+-- KEYS[1] the log list, KEYS[2] its index; ARGV pairs of (SHA-256 hex, document bytes)
+local n = redis.call('LLEN', KEYS[1])
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    n = redis.call('RPUSH', KEYS[1], ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], n - 1)
+  end
+end
+return n
+"""
+LOG_KEY: Final = "tl:log"
+LOG_INDEX_KEY: Final = "tl:log:index"
+
+
 class Store:
     def __init__(
         self,
@@ -314,6 +333,7 @@ class Store:
         self._trim = redis.register_script(_TRIM_LUA)
         self._replay = redis.register_script(_REPLAY_LUA)
         self._dead_letter = redis.register_script(_DEAD_LETTER_LUA)
+        self._log_append = redis.register_script(_LOG_APPEND_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -549,6 +569,19 @@ class Store:
 
     async def add_checkpoint(self, fields: dict[str, str]) -> None:
         await self.redis.xadd(CHECKPOINTS_KEY, fields)
+
+    async def log_append(self, documents: Sequence[bytes]) -> int:
+        """Append the documents the log does not hold yet (atomically: two workers reloading
+        at once append each document once); the log's size after."""
+        args: list[bytes | str] = []
+        for doc in documents:
+            args += [hashlib.sha256(doc).hexdigest(), doc]
+        return int(await self._log_append(keys=[LOG_KEY, LOG_INDEX_KEY], args=args))
+
+    async def log_leaves(self, start: int = 0) -> list[bytes]:
+        """The log's leaves from index ``start`` on."""
+        leaves: list[bytes] = await self.redis.lrange(LOG_KEY, start, -1)
+        return leaves
 
     async def take_lease(self, task: str, holder: str, lease_ms: int) -> bool:
         """One broker process runs ``task`` at a time; the lease lapses if its holder dies."""

@@ -26,6 +26,7 @@ from clients.errors import (
     IdentityError,
     InputError,
     RateLimitedError,
+    StixError,
     TearlineError,
     TransportError,
     UnavailableError,
@@ -35,11 +36,13 @@ from clients.inbox_folder import InboxFolder, Written
 from clients.keyfile import Identity, generate, write_keypair
 from clients.operator_cli import dead_letters_app
 from clients.partner import Delivery, Gap, Recall, Report
-from clients.protocol.encoding import EncodingError, format_time, strict_loads
+from clients.protocol.encoding import EncodingError, compact_json, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE, seal
 from clients.protocol.identity import check_suite
 from clients.protocol.label import Label
 from clients.protocol.receipt import Receipt
+from clients.stix.check import check_bundle, is_stix_content_type
+from clients.stix.misp import bundle_from_misp
 from clients.sync import Partner
 from clients.terminal import (
     LABEL_HELP,
@@ -160,16 +163,47 @@ def publish(
             "entitled to it.",
         ),
     ] = False,
+    from_misp: Annotated[
+        bool,
+        typer.Option(
+            "--from-misp",
+            help="PAYLOAD is a MISP event (JSON, as MISP exports it): send it as a STIX 2.1 "
+            "bundle, converted with misp-stix; its tlp:* tags must be no more restrictive "
+            "than the label's TLP.",
+        ),
+    ] = False,
+    unsafe_skip_stix_checks: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-skip-stix-checks",
+            help="Send a STIX payload without checking that it is valid STIX 2.1 and marked no "
+            "more restrictively than the label's TLP.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Seal PAYLOAD for every partner entitled to LABEL, post it, print the broker's receipt.
 
     Each partner named in REL TO (groups expanded) that does not get it is listed with the
-    reason, like "not sent to DEU: NO_AGREEMENT"; --require-all sends nothing in that case."""
+    reason, like "not sent to DEU: NO_AGREEMENT"; --require-all sends nothing in that case.
+    A STIX payload (the default content type) is checked first: one that is not valid STIX 2.1,
+    or holds objects marked more restrictively than the label's TLP, is not sent."""
     url = _broker(broker)
     me = _identity(identity)
     body = _read_payload(payload)
     parsed = _read_label(label)
+    if from_misp and unsafe_skip_stix_checks:
+        raise fail(
+            "--from-misp always checks the bundle it makes; drop --unsafe-skip-stix-checks", 2
+        )
+    try:
+        if from_misp:
+            body = compact_json(bundle_from_misp(body, parsed))
+            content_type = STIX_CONTENT_TYPE
+        elif not unsafe_skip_stix_checks and is_stix_content_type(content_type):
+            check_bundle(body, parsed)
+    except StixError as exc:
+        _refuse_stix(exc, payload, as_json)
     try:
         with Partner(url, me) as node:
             decisions = node.preview(parsed, suite=suite)
@@ -241,6 +275,25 @@ def _refuse_to_send(
         typer.echo(json.dumps({"posted": False, "refused": code, "not_sent": not_sent}))
     lines = "".join(f"\n  not sent to {pid}: {c} ({why[pid]})" for pid, c in not_sent.items())
     raise fail(f"nothing sent: {message}{lines}")
+
+
+def _refuse_stix(exc: StixError, payload: Path, as_json: bool) -> NoReturn:
+    """Nothing was sent: say why, each finding (or object marked above the label) on a line."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    if as_json:
+        typer.echo(json.dumps({"posted": False, "refused": exc.code, "details": details}))
+    lines = [str(f) for f in details.get("findings", [])]
+    lines += [f"{o['id']}: marked {o['marking']}" for o in details.get("objects", [])]
+    count = int(details.get("count", len(lines)))
+    more = f"\n  … and {count - len(lines)} more" if count > len(lines) else ""
+    listed = "".join(f"\n  {line}" for line in lines)
+    hint = (
+        ""
+        if exc.code == "stix_marking_conflict"
+        else "\n(--content-type for a payload that is not STIX; --unsafe-skip-stix-checks to "
+        "send it unchecked)"
+    )
+    raise fail(f"nothing sent: {payload}: {exc.message} ({exc.code}){listed}{more}{hint}")
 
 
 def _print_receipt(

@@ -3,6 +3,7 @@
     TearlineError                 root: every error Tearline raises on purpose
     ├── InputError                the caller sent something malformed (HTTP 400/422)
     │   ├── LabelError            a security label breaks §3 or the marking scheme
+    │   ├── StixError             a STIX payload is not STIX 2.1, or is marked above its label
     │   ├── IdentityError         an identity file or key record is malformed
     │   ├── PolicyError           a policy file is invalid (names file, line and field)
     │   ├── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
@@ -63,6 +64,15 @@ class LabelError(InputError):
 
 class IdentityError(InputError):
     code = "invalid_identity"
+
+
+class StixError(InputError):
+    """A STIX payload refused on the partner node, before sealing. ``code`` says which check:
+    ``invalid_stix`` (``details["findings"]``: the validator's findings, the first 50, and
+    ``details["count"]``) or ``stix_marking_conflict`` (``details["objects"]``: each object
+    whose TLP marking is more restrictive than the label's TLP, with that marking)."""
+
+    code = "invalid_stix"
 
 
 class PolicyError(InputError):

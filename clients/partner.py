@@ -24,6 +24,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -37,6 +38,7 @@ from clients.errors import (
     TearlineError,
     error_for_status,
 )
+from clients.governance.node import NodeMemory, Verified, verify_broker
 from clients.governance.trust import GovernanceError, TrustedState
 from clients.http import SignedClient, utc_now
 from clients.protocol.encoding import b64d
@@ -44,6 +46,8 @@ from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from clients.protocol.identity import Identity, KeyRecord, Registry
 from clients.protocol.label import Label, Scheme
 from clients.protocol.receipt import Receipt, verify_receipt
+from clients.stix.check import check_bundle, is_stix_content_type, parse_bundle
+from clients.stix.stamp import stamp
 from clients.subscription import (
     StreamLost,
     Subscription,
@@ -114,6 +118,22 @@ class Report:
 
     def json(self) -> Any:
         return json.loads(self.payload)
+
+    def stix(self, *, stamped: bool = True) -> dict[str, Any]:
+        """The payload as a STIX bundle; ``stamped``: each object marked with this report's
+        label (its TLP 2.0 marking and the Tearline releasability marking, see
+        :func:`clients.stix.stamp`). Raises :class:`~clients.errors.StixError` if the payload
+        is not a STIX bundle (its shape is checked, not the whole of STIX 2.1)."""
+        bundle = parse_bundle(self.payload)
+        if not stamped:
+            return bundle
+        return stamp(
+            bundle,
+            label=self.label,
+            originator=self.originator,
+            report_id=self.id,
+            created=self.created,
+        )
 
     def ack(self) -> Awaitable[None]:
         """Acknowledge it, so the broker stops redelivering it: ``await report.ack()`` from an
@@ -246,6 +266,29 @@ class AsyncPartner(SignedClient):
             self._directory = Directory.from_dict(await self._json("GET", "/v1/partners"))
         return self._directory
 
+    async def verify_governance(self, root: bytes, *, memory: Path | None = None) -> Verified:
+        """Check the broker's governance documents and transparency log against ``root`` (the
+        root this node pinned) and, with ``memory`` (a file of this node's), against what it
+        accepted before; from then on :meth:`publish` seals only to keys and under agreements
+        that verification yielded. Raises GovernanceError or LogError, trusting nothing new,
+        when the broker's answers do not verify. Documents change rarely: call it at start and
+        then every few minutes, not per report."""
+        directory = await self.directory(refresh=True)
+
+        async def fetch(path: str, params: Mapping[str, Any]) -> Any:
+            return (await self._send("GET", path, params=params)).json()
+
+        verified = await verify_broker(
+            fetch,
+            root,
+            NodeMemory.load(memory),
+            kid=directory.broker_kid,
+            public=directory.broker_public,
+            now=self._clock(),
+        )
+        self._trust = verified.trust
+        return verified
+
     async def agreements(self) -> list[dict[str, Any]]:
         data = await self._json("GET", "/v1/agreements")
         return list(data["agreements"])
@@ -272,13 +315,22 @@ class AsyncPartner(SignedClient):
         suite: str = "classic",
         content_type: str = STIX_CONTENT_TYPE,
         only: Iterable[str] | None = None,
+        unsafe_skip_stix_checks: bool = False,
     ) -> Receipt:
         """Seal ``payload`` for every partner the broker says is entitled (or only those in
-        ``only``: an originator may share with fewer, never more) and post it."""
+        ``only``: an originator may share with fewer, never more) and post it.
+
+        STIX content (``content_type`` the STIX 2.1 media type, the default) is checked first,
+        before anything is asked of the broker: a payload that is not a valid STIX 2.1 bundle,
+        or holds an object marked with a more restrictive TLP than the label's, raises
+        :class:`~clients.errors.StixError` and nothing is sent (see
+        :func:`clients.stix.check_bundle`). ``unsafe_skip_stix_checks`` sends it unchecked."""
         if isinstance(payload, Mapping):
             payload = json.dumps(payload, separators=(",", ":")).encode()
         elif isinstance(payload, str):
             payload = payload.encode()
+        if not unsafe_skip_stix_checks and is_stix_content_type(content_type):
+            check_bundle(payload, label)
         decisions = await self.preview(label, suite=suite)
         wanted = set(only) if only is not None else None
         recipients = [

@@ -23,11 +23,13 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from clients.errors import TearlineError
+from clients.governance.node import Verified
 from clients.governance.trust import TrustedState
 from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
 from clients.protocol.envelope import STIX_CONTENT_TYPE
@@ -123,6 +125,9 @@ class Partner(LoopRunner):
     def directory(self, *, refresh: bool = False) -> Directory:
         return self._run(self._node.directory(refresh=refresh))
 
+    def verify_governance(self, root: bytes, *, memory: Path | None = None) -> Verified:
+        return self._run(self._node.verify_governance(root, memory=memory))
+
     def agreements(self) -> list[dict[str, Any]]:
         return self._run(self._node.agreements())
 
@@ -137,9 +142,18 @@ class Partner(LoopRunner):
         suite: str = "classic",
         content_type: str = STIX_CONTENT_TYPE,
         only: Iterable[str] | None = None,
+        unsafe_skip_stix_checks: bool = False,
     ) -> Receipt:
+        """As :meth:`AsyncPartner.publish`: STIX content is checked before anything is sent."""
         return self._run(
-            self._node.publish(payload, label, suite=suite, content_type=content_type, only=only)
+            self._node.publish(
+                payload,
+                label,
+                suite=suite,
+                content_type=content_type,
+                only=only,
+                unsafe_skip_stix_checks=unsafe_skip_stix_checks,
+            )
         )
 
     def post_envelope(self, envelope: bytes) -> Receipt:

@@ -8,6 +8,8 @@ refused (401).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
@@ -31,6 +33,12 @@ class PolicyInForce(BaseModel):
     partners: int
     agreements: int
     operators: int
+    governance: dict[str, Any] | None = Field(
+        default=None,
+        description="in a governed folder: the root and registry versions in force, their "
+        "expiry, the signed agreements, and each document there that is not in force, with why; "
+        "null when partners and agreements are the operator's files",
+    )
 
 
 class Rename(BaseModel):
@@ -103,6 +111,7 @@ async def status(state: State, operator: Operator) -> Status:
         partners=summary["partners"],
         agreements=summary["agreements"],
         operators=summary["operators"],
+        governance=state.policy.governance.summary() if state.policy.governance else None,
     )
     refused = record.refused
     return Status(

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from broker.policy.agreement import Agreement
+from broker.policy.governed import Governed
 from clients.errors import InputError
 from clients.protocol.identity import Registry
 from clients.protocol.label import Label, Scheme
@@ -104,8 +105,11 @@ class Policy:
         registry: Registry,
         agreements: Iterable[Agreement],
         operators: Registry | None = None,
+        governance: Governed | None = None,
     ):
         self.scheme = scheme
+        # In a governed folder: the signed documents in force and those that are not.
+        self.governance = governance
         self.registry = registry
         self.operators = operators if operators is not None else Registry([])  # audit readers
         self.agreements: Mapping[str, Agreement] = {
@@ -230,6 +234,7 @@ class Policy:
             "partners": len(self.registry),
             "agreements": len(self.agreements),
             "operators": len(self.operators),
+            "governed": self.governance is not None,
         }
 
 

@@ -4,6 +4,12 @@ The folder holds these files, and the broker reads every one of them::
 
     scheme.yaml  partners.yaml  operators.yaml (optional)  agreements/<id>.yaml
 
+or, in a governed folder (docs/protocol.md §11), where the partners, the scheme and the
+agreements are documents signed by the partners themselves::
+
+    operators.yaml (optional)  governance/root-<N>.json  governance/registry.json
+    governance/agreement-<id>.json  governance/status-<id>.json
+
 Anything else in it is refused, so a file the operator believes is in force but the broker never
 reads (``agreements/x.yml``, ``partners.yml``, a folder of old agreements, ``x.yaml.off``) is an
 error to fix, not a silent no-op. Names starting with ``.`` or ``#`` or ending in ``~`` are
@@ -41,10 +47,20 @@ PARTNERS: Final = "partners.yaml"
 OPERATORS: Final = "operators.yaml"
 AGREEMENTS: Final = "agreements"
 SUFFIX: Final = ".yaml"
+GOVERNANCE: Final = "governance"
+#: What ``governance/`` holds: every root version (the chain a node walks from the one it
+#: pinned), the registry in force, agreements and their suspensions or terminations.
+GOVERNANCE_FILE: Final = re.compile(
+    r"(root-[1-9][0-9]{0,15}|registry|agreement-[a-z0-9][a-z0-9-]{0,63}"
+    r"|status-[a-z0-9][a-z0-9-]{0,63})\.json",
+    re.ASCII,
+)
 TOP_FILES: Final = (SCHEME, PARTNERS, OPERATORS)
 ALLOWED: Final = (
     "the policy folder holds only scheme.yaml, partners.yaml, operators.yaml and "
-    "agreements/<id>.yaml (names starting with '.' or '#', or ending in '~', are ignored)"
+    "agreements/<id>.yaml, or, governed, operators.yaml and governance/ (root-<N>.json, "
+    "registry.json, agreement-<id>.json, status-<id>.json); names starting with '.' or '#', "
+    "or ending in '~', are ignored"
 )
 
 
@@ -52,7 +68,7 @@ class Action(Enum):
     """What the reader does with one entry of the folder."""
 
     READ = "read"  # a policy file
-    DESCEND = "descend"  # the agreements folder
+    DESCEND = "descend"  # the agreements folder, the governance folder
     IGNORE = "ignore"  # an editor's, rsync's or Kubernetes' dropping
     REFUSE = "refuse"  # anything else: the folder is refused until it is moved out
 
@@ -69,11 +85,13 @@ def classify(rel: str, *, is_dir: bool) -> Action:
     if len(parts) == 1:
         if rel in TOP_FILES and not is_dir:
             return Action.READ
-        if rel == AGREEMENTS and is_dir:
+        if rel in (AGREEMENTS, GOVERNANCE) and is_dir:
             return Action.DESCEND
         return Action.REFUSE
     if len(parts) == 2 and parts[0] == AGREEMENTS and rel.endswith(SUFFIX) and not is_dir:
         return Action.READ
+    if len(parts) == 2 and parts[0] == GOVERNANCE and not is_dir:
+        return Action.READ if GOVERNANCE_FILE.fullmatch(parts[1]) else Action.REFUSE
     return Action.REFUSE
 
 
@@ -81,6 +99,12 @@ def refusal(rel: str, *, is_dir: bool) -> str:
     """Why the entry at ``rel`` is refused, with a hint at what was probably meant."""
     path = PurePosixPath(rel)
     in_agreements = len(path.parts) == 2 and path.parts[0] == AGREEMENTS
+    if len(path.parts) == 2 and path.parts[0] == GOVERNANCE and not is_dir:
+        return (
+            "not read by the broker: governance/ holds root-<N>.json, registry.json, "
+            "agreement-<id>.json and status-<id>.json, as `tearline registry publish` and "
+            f"`tearline agreement publish` write them; {ALLOWED}"
+        )
     stem, suffix = path.stem, path.suffix.lower()
     if rel in TOP_FILES and is_dir:
         hint = "a folder where a file belongs"

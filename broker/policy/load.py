@@ -10,8 +10,9 @@ read, so the policy loaded and the fingerprint it is known by come from the same
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,12 +26,15 @@ from broker.policy.agreement import Agreement
 from broker.policy.engine import Policy
 from broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
 from broker.policy.folder import read_policy_folder
+from broker.policy.governed import is_governed, verify_governed
 from broker.policy.yamlfile import Path as FieldPath
 from broker.policy.yamlfile import dotted, line_of, load_yaml
 from clients.errors import IdentityError, LabelError, PolicyError
 from clients.protocol.encoding import parse_time
 from clients.protocol.identity import KeyRecord, Partner, Registry
 from clients.protocol.label import Scheme
+
+REGISTRY = "governance/registry.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +119,27 @@ def _schema_message(err: Any) -> str:
     return str(err.message)
 
 
-def check_policies(root: Path | str) -> tuple[Policy | None, list[Problem]]:
+def check_policies(
+    root: Path | str, *, now: datetime | None = None
+) -> tuple[Policy | None, list[Problem]]:
     """Read, load and check a policy folder; the policy (None if invalid) and every problem."""
-    return check_files(read_policy_folder(Path(root)))
+    return check_files(read_policy_folder(Path(root)), now=now)
 
 
-def check_files(files: PolicyFiles) -> tuple[Policy | None, list[Problem]]:
+def check_files(
+    files: PolicyFiles, *, logged: Sequence[bytes] = (), now: datetime | None = None
+) -> tuple[Policy | None, list[Problem]]:
     """Load and check a policy folder as read; the policy (None if invalid) and every problem.
 
     Entries the reader refused (files the broker does not read, files too large to read) are
-    problems like any other: the folder must hold exactly what the broker reads."""
+    problems like any other: the folder must hold exactly what the broker reads. A governed
+    folder is checked against ``logged``, the documents the broker's transparency log already
+    holds, at ``now`` (documents expire)."""
     c = _Collector(files)
     if not files.listed:
         return None, c.problems
+    if is_governed(files.contents) or any(p.startswith("governance/") for p in files.unread):
+        return _check_governed(files, c, logged, now or datetime.now(UTC))
     scheme_doc = c.read(SCHEME, "scheme")
     partners_doc = c.read(PARTNERS, "partners")
     agreement_files = sorted(n for n in files.contents if n.startswith(f"{AGREEMENTS}/"))
@@ -162,6 +174,55 @@ def check_files(files: PolicyFiles) -> tuple[Policy | None, list[Problem]]:
     return Policy(scheme, registry, agreements, operators), []
 
 
+def _check_governed(
+    files: PolicyFiles, c: _Collector, logged: Sequence[bytes], now: datetime
+) -> tuple[Policy | None, list[Problem]]:
+    """A governed folder: partners, scheme and agreements come from signed documents only, so
+    the operator's own files for them would be a second, unsigned source: refused."""
+    for name in sorted(files.contents):
+        if name in (SCHEME, PARTNERS) or name.startswith(f"{AGREEMENTS}/"):
+            c.problems.append(
+                Problem(
+                    name,
+                    None,
+                    None,
+                    "a governed folder (it has governance/) takes partners, scheme and "
+                    "agreements from the signed documents there only: move this file out",
+                )
+            )
+    governed, problems = verify_governed(
+        {p: b for p, b in files.contents.items() if p.startswith("governance/")}, logged, now
+    )
+    c.problems += [Problem(file, None, None, message) for file, message in problems]
+    if governed is None:
+        return None, c.problems
+    scheme_doc = _Doc(REGISTRY, governed.registry.scheme, {})
+    scheme = _scheme(scheme_doc)
+    registry = Registry(governed.partners)
+    c.problems.extend(
+        Problem(REGISTRY, None, f"scheme.{p.field}" if p.field else "scheme", p.message)
+        for p in _check_groups(scheme_doc, scheme, registry)
+    )
+    agreements = []
+    for path, terms in governed.agreements.values():
+        doc = _Doc(path, terms, {})
+        errors = list(_validator("agreement").iter_errors(terms))
+        found = [doc.problem(tuple(e.absolute_path), _schema_message(e)) for e in errors]
+        if not found:
+            found = list(_check_agreement(doc, scheme, registry))
+        c.problems.extend(found)
+        if not found:
+            agreements.append(Agreement.from_dict(terms))
+    operators = Registry([])
+    operators_doc = c.read(OPERATORS, "operators", required=False)
+    if operators_doc is not None:
+        operators = _registry(operators_doc, c, "operators")
+        c.problems.extend(_check_operators(operators_doc, operators, registry))
+    if c.problems:
+        return None, c.problems
+    return Policy(scheme, registry, agreements, operators, governance=governed), []
+
+
 def _check_operators(doc: _Doc, operators: Registry, partners: Registry) -> Iterator[Problem]:
     """Operators and partners share one namespace of ids and of key ids: a request's keyid
     must name exactly one signer."""
@@ -176,14 +237,14 @@ def _check_operators(doc: _Doc, operators: Registry, partners: Registry) -> Iter
                 )
 
 
-def load_policies(root: Path | str) -> Policy:
+def load_policies(root: Path | str, *, now: datetime | None = None) -> Policy:
     """Load a policy folder or raise :class:`PolicyError` naming the first problem."""
-    return load_files(read_policy_folder(Path(root)))
+    return load_files(read_policy_folder(Path(root)), now=now)
 
 
-def load_files(files: PolicyFiles) -> Policy:
+def load_files(files: PolicyFiles, *, now: datetime | None = None) -> Policy:
     """The policy in ``files`` (as read), or :class:`PolicyError` naming the first problem."""
-    policy, problems = check_files(files)
+    policy, problems = check_files(files, now=now)
     if policy is None:
         first = problems[0]
         raise PolicyError(
@@ -261,6 +322,8 @@ def _check_agreement(
 ) -> Iterator[Problem]:
     data = doc.data
     stem = Path(doc.file).stem
+    if doc.file.startswith("governance/"):  # named agreement-<id>.json, checked when verified
+        stem = stem.removeprefix("agreement-")
     if data["id"] != stem:
         yield doc.problem(("id",), f"id {data['id']!r} does not match the file name {stem!r}")
     times = {}

@@ -74,8 +74,24 @@ def _term(
     if reason is Reason.NOT_RELEASABLE_TO:
         return f"not in REL TO {', '.join(label.releasable_to)}"
     if reason is Reason.NO_AGREEMENT or agreement is None:
-        return f"no agreement has both {originator} and {pid} as parties"
+        return f"no agreement has both {originator} and {pid} as parties" + _unsigned(
+            policy, originator, pid
+        )
     return _agreement_term(reason, agreement, label, pid, level, suite, now)
+
+
+def _unsigned(policy: Policy, originator: str, pid: str) -> str:
+    """In a governed folder, the agreements between the two that are there but not in force
+    because a party has not signed them (docs/protocol.md §11): an operator looking for why
+    should not have to guess."""
+    governance = policy.governance
+    if governance is None:
+        return ""
+    notes = []
+    for aid, (parties, why) in sorted(governance.unsigned.items()):
+        if {originator, pid} <= parties:
+            notes.append(f"; {aid} is not in force, counted as absent: {why}")
+    return "".join(notes)
 
 
 def _agreement_term(

@@ -18,6 +18,7 @@ from clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
 LABEL = Label("SECRET", ["USA"], "RED")
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 
 
 def signed_get(broker: RunningBroker, signer: str, path: str) -> httpx.Response:
@@ -29,7 +30,7 @@ async def test_an_operator_reads_who_received_a_report_under_which_agreement(
     broker: RunningBroker,
 ) -> None:
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
-        receipt = await gbr.publish({"type": "bundle", "objects": []}, LABEL)
+        receipt = await gbr.publish(BUNDLE, LABEL)
     response = signed_get(broker, "OPS-HQ", f"/v1/audit?report_id={receipt.id}")
     assert response.status_code == 200, response.text
     (entry,) = response.json()["entries"]
@@ -68,7 +69,7 @@ async def test_audit_verify_accepts_the_sealed_trail_and_catches_a_deleted_entry
 ) -> None:
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
         for _ in range(3):
-            await gbr.publish({"type": "bundle", "objects": []}, LABEL)
+            await gbr.publish(BUNDLE, LABEL)
     checkpoint = broker.run(audit.seal(broker.state))
     assert checkpoint is not None
     assert checkpoint.count == 3
@@ -90,7 +91,7 @@ async def test_acknowledging_a_report_records_who_received_it(broker: RunningBro
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
     ):
-        receipt = await gbr.publish({"type": "bundle", "objects": []}, LABEL)
+        receipt = await gbr.publish(BUNDLE, LABEL)
         (report,) = await usa.inbox(wait_s=2)
         await report.ack()
         await report.ack()  # a second ack acknowledges nothing, and records nothing

@@ -26,7 +26,7 @@ from clients.partner import AsyncPartner, Report
 from tests.integration.conftest import PARTNERS, me, write_policies
 from tests.processes import BrokerProcess
 
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 TO_EST = Label("RESTRICTED", ["EST"], "AMBER", topics=["apt"])
 TO_USA = Label("SECRET", ["USA"], "AMBER")
 SUBSCRIBERS = ("USA", "EST", "FIN", "GBR")  # DEU has no agreement with anyone who posts

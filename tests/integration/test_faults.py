@@ -32,7 +32,7 @@ from tests.processes import BrokerProcess
 
 pytestmark = pytest.mark.heavy
 SCALE = int(os.environ.get("TEARLINE_HEAVY_SCALE", "1"))
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 TO_USA = Label("SECRET", ["USA"], "AMBER")
 
 

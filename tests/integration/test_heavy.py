@@ -27,6 +27,7 @@ pytestmark = pytest.mark.heavy
 SCALE = int(os.environ.get("TEARLINE_HEAVY_SCALE", "1"))
 LEVELS = ["UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET"]
 TOPICS = ["ransomware", "apt", "maritime"]
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 
 
 def random_label(rng: random.Random, originator: str) -> Label:
@@ -62,7 +63,7 @@ async def test_concurrent_publishers_deliver_exactly_to_the_entitled(broker: Run
                 decisions = await nodes[originator].preview(label)
                 if not any(d.granted for d in decisions.values()):
                     continue
-                receipt = await nodes[originator].publish({"type": "bundle", "objects": []}, label)
+                receipt = await nodes[originator].publish(BUNDLE, label)
                 for delivery in receipt.recipients:
                     expected[delivery.partner].add(receipt.id)
                 granted = {p for p, d in decisions.items() if d.granted}
@@ -92,7 +93,7 @@ def test_accepted_reports_survive_a_broker_and_redis_restart(tmp_path: Path) -> 
             Partner(running.url, me("GBR")) as gbr,
         ):
             for _ in range(20 * SCALE):
-                posted.append(gbr.publish({"type": "bundle", "objects": []}, label).id)
+                posted.append(gbr.publish(BUNDLE, label).id)
     with EmbeddedRedis(data / "redis") as server:
         settings = Settings(redis_url=server.url, policies_dir=policies, data_dir=data)
         with (

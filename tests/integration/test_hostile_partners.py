@@ -36,7 +36,7 @@ from tests.integration.conftest import (
 )
 from tests.processes import BrokerProcess
 
-BUNDLE = b'{"type":"bundle","objects":[]}'
+BUNDLE = b'{"type":"bundle","id":"bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8","objects":[]}'
 TO_USA = Label("SECRET", ["USA"], "AMBER")
 
 

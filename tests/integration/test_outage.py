@@ -31,7 +31,7 @@ from clients.sync import Partner
 from tests.integration.conftest import me, write_policies
 
 LABEL = Label("SECRET", ["USA"], "AMBER")
-BUNDLE = b'{"type":"bundle","objects":[]}'
+BUNDLE = b'{"type":"bundle","id":"bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8","objects":[]}'
 
 
 def sealed_for_usa(policies: Path) -> tuple[bytes, str]:

@@ -16,7 +16,7 @@ from clients.operator import Operator
 from clients.sync import Partner
 from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
 
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 
 
 def test_an_entry_whose_label_no_longer_parses_is_dead_lettered_and_the_rest_delivered(

@@ -47,7 +47,11 @@ LABEL: Final = Label("RESTRICTED", ["USA"], "AMBER")
 # GBR → USA under gbr-usa only: above the Baltic ceiling.
 USA_ONLY: Final = Label("SECRET", ["USA"], "AMBER", topics=["apt"])
 DEU_ONLY: Final = Label("RESTRICTED", ["DEU"], "AMBER", topics=["apt"])
-BUNDLE: Final = {"type": "bundle", "objects": []}
+BUNDLE: Final = {
+    "type": "bundle",
+    "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8",
+    "objects": [],
+}
 LOG: Final = "tearline.broker"
 
 

@@ -13,7 +13,7 @@ from clients import DeniedError, Label, NotFoundError, Recall, Report
 from clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 TO_USA_AND_EST = Label("RESTRICTED", ["USA", "EST"], "AMBER", topics=["apt"])
 
 

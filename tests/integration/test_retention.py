@@ -10,15 +10,15 @@ from clients import Gap, Label
 from clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
+
 
 async def test_an_entry_whose_report_expired_is_withheld_and_audited(broker: RunningBroker) -> None:
     async with (
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
     ):
-        receipt = await gbr.publish(
-            {"type": "bundle", "objects": []}, Label("SECRET", ["USA"], "RED")
-        )
+        receipt = await gbr.publish(BUNDLE, Label("SECRET", ["USA"], "RED"))
         r = broker.redis()
         r.delete(report_key(receipt.id))  # what PEXPIRE does when retention runs out
         assert await usa.inbox(wait_s=0.5) == []
@@ -38,13 +38,13 @@ async def test_retention_trims_old_entries_and_tells_a_partner_what_it_never_ack
         AsyncPartner(broker.url, me("USA")) as usa,
     ):
         to_usa = Label("SECRET", ["USA"], "RED")
-        acked = await gbr.publish({"type": "bundle", "objects": []}, to_usa)
+        acked = await gbr.publish(BUNDLE, to_usa)
         (first,) = await usa.inbox(wait_s=2)
         await first.ack()
         assert first.id == acked.id
-        await gbr.publish({"type": "bundle", "objects": []}, to_usa)
+        await gbr.publish(BUNDLE, to_usa)
         await usa.inbox(wait_s=2)  # delivered, never acknowledged
-        await gbr.publish({"type": "bundle", "objects": []}, to_usa)  # never even delivered
+        await gbr.publish(BUNDLE, to_usa)  # never even delivered
 
         r = broker.redis()
         cutoff_ms = int(r.xinfo_stream(inbox_key("USA"))["last-generated-id"].split(b"-")[0]) + 1
@@ -69,7 +69,7 @@ async def test_a_partner_that_acknowledged_everything_gets_no_gap(broker: Runnin
         AsyncPartner(broker.url, me("GBR")) as gbr,
         AsyncPartner(broker.url, me("USA")) as usa,
     ):
-        await gbr.publish({"type": "bundle", "objects": []}, Label("SECRET", ["USA"], "RED"))
+        await gbr.publish(BUNDLE, Label("SECRET", ["USA"], "RED"))
         (report,) = await usa.inbox(wait_s=2)
         await report.ack()
         r = broker.redis()
@@ -82,6 +82,6 @@ async def test_enforce_trims_only_what_is_older_than_the_retention_window(
     broker: RunningBroker,
 ) -> None:
     async with AsyncPartner(broker.url, me("GBR")) as gbr:
-        await gbr.publish({"type": "bundle", "objects": []}, Label("SECRET", ["USA"], "RED"))
+        await gbr.publish(BUNDLE, Label("SECRET", ["USA"], "RED"))
     assert broker.run(retention.enforce(broker.state)) == {}
     assert broker.redis().xlen(inbox_key("USA")) == 1

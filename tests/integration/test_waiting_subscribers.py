@@ -20,7 +20,7 @@ from clients.httpsig import sign_as
 from clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me, running_broker
 
-BUNDLE = {"type": "bundle", "objects": []}
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 TO_USA = Label("SECRET", ["USA"], "AMBER")
 TO_EST = Label("RESTRICTED", ["EST"], "AMBER", topics=["apt"])
 # Longer than redis-py's 5 s socket_timeout default (which once cut every long poll), than

@@ -1,0 +1,62 @@
+"""The broker's side of the transparency log: appending what it puts in force, signing heads.
+
+The leaves live in Redis (:meth:`broker.store.Store.log_append`), appended once each and never
+removed, so every worker serves the same log. Each worker keeps the leaves' hashes in memory
+and reads only the leaves appended since it last looked; proofs are computed from those
+(:mod:`clients.governance.merkle`). The log is small (a document per registry version,
+agreement and status) and read rarely, so nothing cleverer is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from broker.keys import BrokerKey
+from broker.store import Store
+from clients.governance.log import sign_tree_head
+from clients.governance.merkle import (
+    TreeHead,
+    consistency_proof,
+    inclusion_proof,
+    root_hash,
+)
+
+
+@dataclass
+class TransparencyLog:
+    leaves: list[bytes] = field(default_factory=list)
+    # One refresh at a time: two requests must not both append the same new leaves.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def refresh(self, store: Store) -> int:
+        """Read the leaves other workers appended; the log's size."""
+        async with self.lock:
+            self.leaves += await store.log_leaves(len(self.leaves))
+            return len(self.leaves)
+
+    async def append(self, store: Store, documents: tuple[bytes, ...]) -> int:
+        if documents:
+            await store.log_append(documents)
+        return await self.refresh(store)
+
+    def index_of(self, document: bytes) -> int | None:
+        try:
+            return self.leaves.index(document)
+        except ValueError:
+            return None
+
+    def head(self, size: int | None = None) -> TreeHead:
+        size = len(self.leaves) if size is None else size
+        return TreeHead(size, root_hash(self.leaves[:size]))
+
+    def signed_head(self, key: BrokerKey, now: datetime) -> dict[str, Any]:
+        return sign_tree_head(self.head(), kid=key.kid, signer=key.signer, now=now)
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return inclusion_proof(self.leaves[:size], index)
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        return consistency_proof(self.leaves[:second], first, second)

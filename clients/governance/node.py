@@ -1,0 +1,224 @@
+"""A partner node checking its broker: fetch the governance documents and the log, verify both.
+
+The I/O edge of :mod:`clients.governance`: the checks are :class:`TrustedState`'s and
+:mod:`clients.governance.log`'s; this module asks the broker, feeds them, and keeps what a node
+must remember between runs in one file of its own (:class:`NodeMemory`): the last tree head it
+accepted (a later head must extend it), the newest root it walked to, and the highest registry
+version it trusted (an older one is a rollback however it is served).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clients.errors import TearlineError
+from clients.governance.documents import GovernanceError, parse_root
+from clients.governance.log import (
+    LogError,
+    SignedTreeHead,
+    check_consistent,
+    check_included,
+    verify_tree_head,
+)
+from clients.governance.merkle import root_hash
+from clients.governance.trust import TrustedState
+from clients.protocol.encoding import b64d, b64e
+
+#: GET a broker path with query parameters; the JSON answer.
+Fetch = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
+
+
+@dataclass
+class NodeMemory:
+    """What a node keeps between runs, in ``path`` (JSON, written whole or not at all)."""
+
+    path: Path | None = None
+    head: dict[str, Any] | None = None
+    root: bytes | None = None
+    registry_version: int = 0
+
+    @classmethod
+    def load(cls, path: Path | None) -> NodeMemory:
+        if path is None or not path.exists():
+            return cls(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                path,
+                data.get("head"),
+                b64d(data["root"]) if data.get("root") else None,
+                int(data.get("registry_version", 0)),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise GovernanceError(
+                f"the node's governance memory {path} is unreadable ({exc}): restore it from a "
+                "backup; deleting it forgets which log and registry versions were seen",
+                code="bad_node_memory",
+            ) from None
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "head": self.head,
+            "root": b64e(self.root) if self.root else None,
+            "registry_version": self.registry_version,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.path)  # a crash leaves the old file or the new, never half
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The outcome of one check of the broker: what to trust, the head it was checked under,
+    and each document that is not trusted, with why (an agreement not every party signed)."""
+
+    trust: TrustedState
+    head: SignedTreeHead
+    not_trusted: Mapping[str, str]
+
+
+def _path(proof: Mapping[str, Any]) -> list[bytes]:
+    return [b64d(h) for h in proof["path"]]
+
+
+async def checked_head(
+    fetch: Fetch, memory: NodeMemory, *, kid: str, public: bytes, head_doc: Any = None
+) -> SignedTreeHead:
+    """The broker's current head, signature checked and consistent with the one in memory."""
+    head = verify_tree_head(
+        head_doc if head_doc is not None else await fetch("/v1/log/head", {}),
+        kid=kid,
+        public=public,
+    )
+    if memory.head is not None:
+        old = (
+            verify_tree_head(memory.head, kid=kid, public=public)
+            if _same_log(memory.head, kid)
+            else None
+        )
+        if old is None:
+            raise LogError(
+                "the broker's log is signed by another key than the log this node saw before: "
+                "a new log cannot be checked against the old one",
+                code="log_key_changed",
+            )
+        proof: list[bytes] = []
+        if 0 < old.tree_size < head.tree_size:
+            proof = _path(
+                await fetch(
+                    "/v1/log/proofs/consistency",
+                    {"first": old.tree_size, "second": head.tree_size},
+                )
+            )
+        check_consistent(old, head, proof)
+    return head
+
+
+def _same_log(head_doc: Mapping[str, Any], kid: str) -> bool:
+    signed = head_doc.get("signed")
+    return isinstance(signed, dict) and signed.get("log") == kid
+
+
+async def verify_broker(
+    fetch: Fetch,
+    pinned_root: bytes,
+    memory: NodeMemory,
+    *,
+    kid: str,
+    public: bytes,
+    now: datetime,
+) -> Verified:
+    """Check everything the broker serves about governance against the pinned root and the
+    log; on success remember the head, root and registry version (``memory.save()``)."""
+    served = await fetch("/v1/governance", {})
+    head = await checked_head(fetch, memory, kid=kid, public=public, head_doc=served["head"])
+    documents: list[tuple[str, bytes]] = []
+    for entry in served["documents"]:
+        data = b64d(entry["document"])
+        index = entry["index"]
+        if type(index) is not int:
+            raise LogError("a governance document came without its log index", code="not_in_log")
+        proof = _path(
+            await fetch("/v1/log/proofs/inclusion", {"index": index, "tree_size": head.tree_size})
+        )
+        check_included(data, index, head, proof)
+        documents.append((entry["type"], data))
+
+    start = memory.root or pinned_root
+    trust = TrustedState(start, now)
+    roots = sorted(
+        ((parse_root(d), d) for t, d in documents if t == "root"), key=lambda r: r[0].version
+    )
+    newest = memory.root
+    for root, data in roots:
+        if root.version > trust.root.version:
+            trust.update_root(data, now)
+            newest = data
+    trust.check_root_not_expired(now)
+    registries = [d for t, d in documents if t == "registry"]
+    if len(registries) != 1:
+        raise GovernanceError(
+            f"the broker served {len(registries)} registries; a governed broker serves one",
+            code="no_registry",
+        )
+    version = trust.update_registry(registries[0], now)
+    if version.version < memory.registry_version:
+        raise GovernanceError(
+            f"registry version {version.version} is older than version "
+            f"{memory.registry_version}, which this node trusted before: a rollback",
+            code="registry_rollback",
+        )
+    not_trusted: dict[str, str] = {}
+    for kind, data in documents:
+        try:
+            if kind == "agreement":
+                trust.verify_agreement(data)
+        except TearlineError as exc:
+            not_trusted[f"agreement {_id_of(data)}"] = exc.message
+    for kind, data in documents:
+        try:
+            if kind == "agreement-status":
+                trust.apply_status(data)
+        except TearlineError as exc:
+            not_trusted[f"status of {_id_of(data)}"] = exc.message
+    memory.head = head.raw
+    memory.root = newest
+    memory.registry_version = version.version
+    memory.save()
+    return Verified(trust, head, not_trusted)
+
+
+def _id_of(data: bytes) -> str:
+    try:
+        signed = json.loads(data)["signed"]
+        return str(signed.get("agreement", {}).get("id") or signed.get("agreement"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "?"
+
+
+async def all_entries(fetch: Fetch, head: SignedTreeHead) -> list[bytes]:
+    """Every leaf of the log up to ``head``, checked: their root hash must be the head's."""
+    leaves: list[bytes] = []
+    while len(leaves) < head.tree_size:
+        page = await fetch("/v1/log/entries", {"start": len(leaves)})
+        got = [b64d(e) for e in page["entries"]]
+        if not got:
+            break
+        leaves += got
+    leaves = leaves[: head.tree_size]
+    if len(leaves) != head.tree_size or root_hash(leaves) != head.root_hash:
+        raise LogError(
+            "the log's entries do not hash to its signed head: the broker serves other entries "
+            "than it signed",
+            code="log_entries_mismatch",
+        )
+    return leaves

@@ -1,0 +1,128 @@
+"""The node's subscription, run inside the gateway: what the broker delivers becomes TAXII.
+
+A verified, decrypted :class:`~clients.partner.Report` with STIX content has its objects stored
+(``received`` and ``from-<originator>``) in one transaction, and is acknowledged to the broker
+only after that transaction committed: a crash in between means the broker delivers it again,
+and the store, which knows the report id, takes the copy as a duplicate. A
+:class:`~clients.partner.Recall` removes what the report brought (tombstones remain), then is
+acknowledged. A :class:`~clients.partner.Gap` is logged and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from clients.errors import AuthenticationError, DeniedError, TearlineError
+from clients.partner import Delivery, Gap, Recall, Report
+from gateway.config import FROM_PREFIX, RECEIVED
+from gateway.store import Store
+from gateway.taxii import now_us
+
+log = logging.getLogger("tearline.gateway")
+
+#: How long the loop waits before subscribing again after the SDK gave up (401, 403, 4xx).
+RESUBSCRIBE_S = 10.0
+_STIX_TYPES = ("application/stix+json", "application/json")
+
+
+class Subscriber(Protocol):
+    def subscribe(self, *, consumer: str = "default") -> AsyncIterator[Delivery]: ...
+
+
+def stix_objects(report: Report) -> list[Any] | None:
+    """The objects of a report's STIX bundle, or None if it holds no STIX bundle."""
+    media = report.content_type.split(";", 1)[0].strip().lower()
+    if media not in _STIX_TYPES:
+        return None
+    try:
+        data = json.loads(report.payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+        return None
+    objects: list[Any] = data["objects"]
+    return objects
+
+
+async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = now_us) -> None:
+    """Store (or remove) what ``delivery`` says, then acknowledge it. Raises if the store
+    fails: the delivery is then not acknowledged, and comes back."""
+    if isinstance(delivery, Report):
+        objects = stix_objects(delivery)
+        if objects is None:
+            log.warning(
+                "report %s from %s is not a STIX bundle (%s); acknowledged, not stored",
+                delivery.id, delivery.originator, delivery.content_type,
+            )  # fmt: skip
+            objects = []
+        source = f"{FROM_PREFIX}{delivery.originator}"
+        stored = await asyncio.to_thread(
+            store.add_report,
+            delivery.id,
+            delivery.originator,
+            [RECEIVED, source],
+            objects,
+            now_us=clock(),
+            titles={RECEIVED: "Everything received", source: f"From {delivery.originator}"},
+        )
+        if stored.duplicate:
+            log.info("report %s seen before (or recalled): acknowledged again", delivery.id)
+        elif stored.skipped:
+            log.warning(
+                "report %s from %s: %d object(s) malformed and not stored",
+                delivery.id, delivery.originator, stored.skipped,
+            )  # fmt: skip
+    elif isinstance(delivery, Recall):
+        removed = await asyncio.to_thread(
+            store.recall, delivery.id, delivery.originator, now_us=clock()
+        )
+        log.info(
+            "report %s recalled by %s: %d object version(s) removed",
+            delivery.id, delivery.originator, removed,
+        )  # fmt: skip
+    elif isinstance(delivery, Gap):
+        log.warning(
+            "gap: the broker's retention dropped %d entries before %s that the gateway never "
+            "acknowledged; ask their originators to send them again",
+            delivery.lost, delivery.before,
+        )  # fmt: skip
+    await delivery.ack()  # only now: the transaction above has committed
+
+
+async def run(
+    partner: Subscriber,
+    store: Store,
+    *,
+    consumer: str = "gateway",
+    clock: Callable[[], int] = now_us,
+    resubscribe_s: float = RESUBSCRIBE_S,
+) -> None:
+    """Follow the node's inbox until cancelled. The SDK reconnects through outages itself;
+    what it gives up on (a refused key, say) is logged and tried again later."""
+    while True:
+        try:
+            deliveries = partner.subscribe(consumer=consumer)
+            try:
+                async for delivery in deliveries:
+                    try:
+                        await handle(delivery, store, clock)
+                    except TearlineError as exc:  # the ack failed: it comes back, a duplicate
+                        log.warning("could not acknowledge %s: %s", delivery.entry_id, exc.message)
+                    except Exception:
+                        # Not acknowledged, so the broker delivers it again; a new subscription,
+                        # because the SDK acknowledges unseen a copy of a report it has yielded.
+                        log.exception(
+                            "could not store delivery %s; it will be read again", delivery.entry_id
+                        )
+                        break
+            finally:  # close the connection now, not when the generator is collected
+                aclose = getattr(deliveries, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        except (AuthenticationError, DeniedError, TearlineError) as exc:
+            log.error("the subscription stopped: %s (%s); retrying", exc.message, exc.code)
+        await asyncio.sleep(resubscribe_s)
