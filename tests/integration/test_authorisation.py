@@ -69,6 +69,12 @@ RULES: Final[dict[str, Audience]] = {
     "POST /v1/inbox/ack": "partners",
     "GET /v1/partners": "partners",
     "GET /v1/agreements": "partners",
+    # The governance documents and their log: what partners check the broker with.
+    "GET /v1/governance": "partners",
+    "GET /v1/log/head": "partners",
+    "GET /v1/log/entries": "partners",
+    "GET /v1/log/proofs/inclusion": "partners",
+    "GET /v1/log/proofs/consistency": "partners",
     # What an operator does: signed with a key from operators.yaml.
     "GET /v1/audit": "operators",
     "GET /v1/dead-letters": "operators",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,6 +47,10 @@ from broker.api.inbox import Entry, InboxPage, entry_event, error_event
 from broker.delivery import Delivered
 from broker.settings import LONG_POLL_LIMIT_S, Settings
 from clients.errors import AuthenticationError, MisdirectedError, TearlineError
+from clients.governance import documents as gov_documents
+from clients.governance import log as gov_log
+from clients.governance import merkle
+from clients.governance.trust import TrustedState
 from clients.keyfile import write_keypair
 from clients.protocol import crypto, envelope
 from clients.protocol.encoding import b64d, b64e, canonical_json, format_time
@@ -613,6 +618,98 @@ def validate_error_codes(text: str) -> None:
         assert f'"{code}"' in source, f"no string {code!r} in clients/ or broker/"
 
 
+# --- governance (§11) -------------------------------------------------------------------------
+
+GOV_EXPIRES: Final = "2036-01-01T00:00:00Z"
+GOV_TIMESTAMP: Final = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _gov_private(holder: str) -> bytes:
+    return hashlib.shake_256(f"tearline TEST ONLY key governance {holder}".encode()).digest(32)
+
+
+@cache
+def _gov_documents() -> tuple[bytes, bytes]:
+    private = _gov_private("GBR")
+    public = crypto.public_key_of(crypto.ED25519, private)
+    root = gov_documents.add_signature(
+        gov_documents.new_document(
+            {
+                "type": "root",
+                "version": 1,
+                "expires": GOV_EXPIRES,
+                "threshold": 1,
+                "keys": [{"public": b64e(public), "holder": "GBR"}],
+            }
+        ),
+        private,
+    )
+    registry = gov_documents.add_signature(
+        gov_documents.new_document(
+            {
+                "type": "registry",
+                "version": 1,
+                "expires": GOV_EXPIRES,
+                "partners": [yaml_entry()],
+                "scheme": {"policy": "TEARLINE-TEST", "levels": ["UNCLASSIFIED", "SECRET"]},
+            }
+        ),
+        private,
+    )
+    return root, registry
+
+
+def yaml_entry() -> dict[str, Any]:
+    """The vectors' GBR as ``public-entry`` shows it (§2)."""
+    entry: dict[str, Any] = yaml.safe_load(render_public_entry())
+    return entry
+
+
+def render_governance_root() -> str:
+    return _json_block(json.loads(_gov_documents()[0]))
+
+
+def render_governance_registry() -> str:
+    return _json_block(json.loads(_gov_documents()[1]))
+
+
+def render_governance_log() -> str:
+    leaves = list(_gov_documents())
+    key = _broker_key()
+    head = merkle.TreeHead(2, merkle.root_hash(leaves))
+    signed_head = gov_log.sign_tree_head(head, kid=key.kid, signer=key.signer, now=GOV_TIMESTAMP)
+    lines = [
+        "# leaf 0 is the root's bytes above, leaf 1 the registry's (canonical JSON, as served)",
+        *(f"leaf_hash[{i}] = {merkle.leaf_hash(d).hex()}" for i, d in enumerate(leaves)),
+        f"root_hash (2 leaves) = {head.root_hash.hex()}",
+        f"root_hash (1 leaf)   = {merkle.root_hash(leaves[:1]).hex()}",
+        "inclusion(index=1, tree_size=2) = "
+        + json.dumps([b64e(h) for h in merkle.inclusion_proof(leaves, 1)]),
+        "consistency(first=1, second=2) = "
+        + json.dumps([b64e(h) for h in merkle.consistency_proof(leaves, 1, 2)]),
+        "# GET /v1/log/head",
+        json.dumps(signed_head, separators=(",", ":")),
+    ]
+    return "\n".join(lines)
+
+
+def test_the_governance_vectors_verify_as_a_node_checks_them() -> None:
+    # The trust rules accept them, and the log's hashes are RFC 9162's, recomputed with hashlib.
+    root, registry = _gov_documents()
+    state = TrustedState(root, GOV_TIMESTAMP)
+    state.check_root_not_expired(GOV_TIMESTAMP)
+    assert state.update_registry(registry, GOV_TIMESTAMP).version == 1
+    leaf = [hashlib.sha256(b"\x00" + d).digest() for d in (root, registry)]
+    top = hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).digest()
+    key = _broker_key()
+    head_doc = gov_log.sign_tree_head(
+        merkle.TreeHead(2, top), kid=key.kid, signer=key.signer, now=GOV_TIMESTAMP
+    )
+    head = gov_log.verify_tree_head(head_doc, kid=key.kid, public=key.public)
+    gov_log.check_included(registry, 1, head, [leaf[0]])
+    assert merkle.consistency_proof([root, registry], 1, 2) == [leaf[1]]
+
+
 RENDER: Final[dict[str, Callable[[], str]]] = {
     "constants": render_constants,
     "key-table": render_key_table,
@@ -637,6 +734,9 @@ RENDER: Final[dict[str, Callable[[], str]]] = {
     "sse": render_sse,
     "error-responses": render_error_responses,
     "status-table": render_status_table,
+    "governance-root": render_governance_root,
+    "governance-registry": render_governance_registry,
+    "governance-log": render_governance_log,
 }
 VALIDATE: Final[dict[str, Callable[[str], None]]] = {
     "refusal-codes": validate_refusal_table,

@@ -1,0 +1,175 @@
+"""``tearline log head|compare`` and ``tearline keys monitor``: a node watching the broker's log.
+
+``log head`` fetches the broker's signed tree head, checks its signature and that it extends
+the last head this node accepted (kept in ``--memory``), and prints it: nodes that exchange
+their heads (by mail, in a chat, on a wiki) and run ``log compare`` on them detect a broker
+that shows them two different logs. ``keys monitor`` lists every key the log ever published
+under a partner id, so a key its owner never made is noticed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clients.errors import TearlineError
+from clients.governance.documents import parse_envelope, parse_registry
+from clients.governance.log import LogError, split_view, verify_tree_head
+from clients.keyfile import Identity
+from clients.protocol.encoding import format_time
+from clients.protocol.identity import KeyRecord
+from clients.sync import Partner
+
+log_app = typer.Typer(help="The broker's transparency log (online).", no_args_is_help=True)
+keys_app = typer.Typer(help="Watch the keys published under a partner id.", no_args_is_help=True)
+
+BrokerOption = Annotated[
+    str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")
+]
+IdentityOption = Annotated[
+    Path, typer.Option("--identity", envvar="TEARLINE_IDENTITY", help="This node's identity file.")
+]
+MemoryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--memory",
+        envvar="TEARLINE_GOVERNANCE_MEMORY",
+        help="The file where this node keeps the last head it accepted.",
+    ),
+]
+
+
+def _fail(message: str, exit_code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+def _identity(path: Path) -> Identity:
+    try:
+        return Identity.load(path)
+    except TearlineError as exc:
+        raise _fail(f"{path}: {exc.message}", 2) from None
+
+
+def _head_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read a tree head from {path}: {exc}", 2) from None
+
+
+@log_app.command("head")
+def head(
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+    memory: MemoryOption = None,
+) -> None:
+    """Print the broker's signed tree head (JSON) after checking its signature and, with
+    --memory, that it extends the last head this node accepted."""
+    me = _identity(identity)
+    try:
+        with Partner(broker, me) as node:
+            signed = node.log_head(memory=memory)
+    except LogError as exc:
+        raise _fail(f"{exc.message} ({exc.code})", 1) from None
+    except TearlineError as exc:
+        raise _fail(exc.message, 1) from None
+    typer.echo(json.dumps(signed.raw, indent=2))
+
+
+@log_app.command("compare")
+def compare(
+    mine: Annotated[Path, typer.Argument(help="A head this node got (log head's output).")],
+    theirs: Annotated[Path, typer.Argument(help="A head another node got from the broker.")],
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+) -> None:
+    """Exit 0 when both heads can be one log's (the smaller is a prefix of the larger, by the
+    broker's consistency proof); exit 1, saying why, when the broker showed two logs."""
+    me = _identity(identity)
+    try:
+        with Partner(broker, me) as node:
+            directory = node.directory()
+            a, b = (
+                verify_tree_head(
+                    _head_file(p), kid=directory.broker_kid, public=directory.broker_public
+                )
+                for p in (mine, theirs)
+            )
+            small, large = sorted((a, b), key=lambda h: h.tree_size)
+            proof = None
+            if 0 < small.tree_size < large.tree_size:
+                proof = node.log_consistency(small.tree_size, large.tree_size)
+    except TearlineError as exc:
+        raise _fail(exc.message, 1) from None
+    why = split_view(a, b, proof if small.tree_size else [])
+    if why is not None:
+        raise _fail(f"split view: {why}", 1)
+    typer.echo(f"consistent: {small.tree_size} and {large.tree_size} entries, one log")
+
+
+@keys_app.command("monitor")
+def monitor(
+    partner: Annotated[
+        str | None, typer.Option(help="The partner id to watch (default: this node's).")
+    ] = None,
+    broker: BrokerOption = "http://127.0.0.1:8000",
+    identity: IdentityOption = Path("identity.json"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every key the log ever published under PARTNER, with the registry versions that
+    held it. Watching its own id, a node flags (exit 1) each key its identity file lacks: a
+    key it never made."""
+    me = _identity(identity)
+    who = partner or me.partner
+    try:
+        with Partner(broker, me) as node:
+            signed, leaves = node.log_entries()
+    except TearlineError as exc:
+        raise _fail(exc.message, 1) from None
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, leaf in enumerate(leaves):
+        if parse_envelope(leaf).doc_type != "registry":
+            continue
+        version = parse_registry(leaf)
+        for p in version.partners:
+            if p.id != who:
+                continue
+            for key in p.keys:
+                entry = seen.setdefault(
+                    (key.kid, key.public.hex()),
+                    {"kid": key.kid, "use": key.use, "alg": key.alg, "registry_versions": []},
+                )
+                entry["registry_versions"].append(version.version)
+                entry["log_index"] = entry.get("log_index", index)
+    mine = {(k.kid, k.public.hex()) for k in _public_keys(me)} if who == me.partner else None
+    rows = []
+    for ident, entry in sorted(seen.items(), key=lambda kv: kv[1]["log_index"]):
+        entry["yours"] = None if mine is None else ident in mine
+        rows.append(entry)
+    strangers = [r for r in rows if r["yours"] is False]
+    if as_json:
+        typer.echo(json.dumps({"partner": who, "tree_size": signed.tree_size, "keys": rows}))
+    else:
+        typer.echo(
+            f"{who}: {len(rows)} key(s) in {signed.tree_size} log entries "
+            f"(head of {format_time(signed.timestamp)})"
+        )
+        for r in rows:
+            flag = {None: "", True: "  yours", False: "  NOT IN YOUR IDENTITY FILE"}[r["yours"]]
+            versions = ", ".join(map(str, r["registry_versions"]))
+            typer.echo(f"  {r['kid']}  {r['use']}  {r['alg']}  registry {versions}{flag}")
+    if strangers:
+        kids = ", ".join(r["kid"] for r in strangers)
+        raise _fail(
+            f"the log published key(s) under {who} that this node's identity does not hold: "
+            f"{kids}; if {who} never made them, tell the registry's signers",
+            1,
+        )
+
+
+def _public_keys(identity: Identity) -> list[KeyRecord]:
+    return [KeyRecord.from_dict(k) for k in identity.public_entry()["keys"]]
