@@ -385,16 +385,25 @@ def _embedded_refusal(exc: TearlineError, data_dir: Path) -> str:
 
 def init(
     folder: Annotated[Path, typer.Argument(help="A new or empty folder to write into.")],
+    ungoverned: Annotated[
+        bool,
+        typer.Option(
+            "--ungoverned",
+            help="Write partners.yaml, scheme.yaml and agreements/ for the operator to edit, "
+            "instead of documents the partners' governance keys signed.",
+        ),
+    ] = False,
 ) -> None:
     """Write a policy folder, its partners' identities and examples; print what to run next.
 
-    FOLDER gets policies/ (scheme, four partners, an operator, three agreements), keys/ (the
-    identity file of each, mode 0600, and its public entry), label.json and bundle.json. The
+    FOLDER gets policies/ (four partners, an operator, three agreements: governed, signed by
+    each partner's governance key under a root of threshold 1), keys/ (the identity file and
+    governance key of each, mode 0600, and its public entry), label.json and bundle.json. The
     commands printed serve it, publish as one partner and receive as another."""
     from broker.init import init_world, next_steps
 
     try:
-        world = init_world(folder, datetime.now(UTC))
+        world = init_world(folder, datetime.now(UTC), ungoverned=ungoverned)
     except TearlineError as exc:
         raise _fail(exc.message, 2) from None
     except OSError as exc:
@@ -407,7 +416,13 @@ def init(
     )
     typer.echo(
         f"  {world.keys}/  each one's ID.identity.json (private, mode 0600) and ID.public.yaml"
+        + ("" if ungoverned else ", and each partner's ID.governance.json (private, mode 0600)")
     )
+    if not ungoverned:
+        typer.echo(
+            f"  {world.policies}/governance/  root-1.json (threshold 1: raise it before real "
+            "partners join), registry.json, the agreements, each signed by its holders"
+        )
     typer.echo(f"  {world.label}  CONFIDENTIAL, REL TO USA, EST, DEU, topic ransomware, TLP:AMBER")
     typer.echo(f"  {world.bundle}  a STIX 2.1 bundle with one indicator")
     typer.echo("")

@@ -4,8 +4,10 @@ The example ``policies/`` of the repository holds public keys whose private halv
 away, so nobody can sign as its partners. ``init`` writes a policy folder whose partners and
 operator have their identity files right beside it::
 
-    DIR/policies/    scheme.yaml, partners.yaml, operators.yaml, agreements/*.yaml
-    DIR/keys/        ID.identity.json (private, 0600) and ID.public.yaml for each of them
+    DIR/policies/    operators.yaml, and governance/: root-1.json, registry.json (partners and
+                     scheme), agreement-<id>.json, each signed by its holders (protocol §11)
+    DIR/keys/        ID.identity.json (private, 0600) and ID.public.yaml for each of them, and
+                     ID.governance.json (private, 0600): each partner's governance key
     DIR/label.json   a label: CONFIDENTIAL, REL TO USA, EST and DEU, topic ransomware
     DIR/bundle.json  a STIX 2.1 bundle with one indicator
 
@@ -28,8 +30,10 @@ import yaml
 
 from broker.policy.load import check_policies
 from clients.errors import InputError, InternalError
+from clients.governance import documents as gd
 from clients.keyfile import Identity, generate, write_keypair
-from clients.protocol.encoding import format_time
+from clients.protocol import crypto
+from clients.protocol.encoding import b64e, format_time
 
 #: Partner id → display name. All classic: the quickest keys, and every example works with them.
 PARTNERS: Final = {
@@ -104,7 +108,7 @@ class World:
     summary: dict[str, Any]
 
 
-def init_world(root: Path, now: datetime) -> World:
+def init_world(root: Path, now: datetime, *, ungoverned: bool = False) -> World:
     """Write the world into ``root``, which must be missing or empty."""
     if root.exists() and not root.is_dir():
         raise InputError(f"{root} is a file; give a new or empty folder")
@@ -123,17 +127,7 @@ def init_world(root: Path, now: datetime) -> World:
         identities[pid] = Identity.load(keys / f"{pid}.identity.json")
 
     policies = root / "policies"
-    (policies / "agreements").mkdir(parents=True)
-    (policies / "scheme.yaml").write_text(
-        "# The marking scheme every label is checked against: levels lowest first, the caveats\n"
-        "# a label may carry, and named groups REL TO may use.\n" + _yaml(SCHEME)
-    )
-    entries = [identities[pid].public_entry(name) for pid, name in PARTNERS.items()]
-    (policies / "partners.yaml").write_text(
-        "# The partner registry: each entry is what `tearline keygen` writes to ID.public.yaml.\n"
-        "# Add one with: tearline partner add ID.public.yaml --policies THIS-FOLDER\n"
-        + _yaml({"partners": entries})
-    )
+    policies.mkdir(parents=True)
     operator = identities[OPERATOR[0]].public_entry(OPERATOR[1])
     operator["keys"] = [k for k in operator["keys"] if k["use"] == "sig"]
     (policies / "operators.yaml").write_text(
@@ -144,14 +138,20 @@ def init_world(root: Path, now: datetime) -> World:
         "valid_from": format_time(start - timedelta(days=1)),
         "valid_until": format_time(start + VALID_FOR),
     }
-    for agreement in AGREEMENTS:
-        document = {
+    agreements = [
+        {
             "id": agreement["id"],
             "title": agreement["title"],
             **valid,
             **{k: v for k, v in agreement.items() if k not in ("id", "title")},
         }
-        (policies / "agreements" / f"{agreement['id']}.yaml").write_text(_yaml(document))
+        for agreement in AGREEMENTS
+    ]
+    entries = [identities[pid].public_entry(name) for pid, name in PARTNERS.items()]
+    if ungoverned:
+        _write_yaml_policies(policies, entries, agreements)
+    else:
+        _write_governed(policies, keys, entries, agreements, start)
 
     label = root / "label.json"
     label.write_text(json.dumps(LABEL, indent=2) + "\n")
@@ -162,6 +162,81 @@ def init_world(root: Path, now: datetime) -> World:
     if policy is None:  # a bug here, never the user's doing
         raise InternalError("init wrote an invalid policy folder: " + "; ".join(map(str, problems)))
     return World(root, policies, keys, label, bundle, policy.summary())
+
+
+def _write_governed(
+    policies: Path,
+    keys: Path,
+    entries: list[dict[str, Any]],
+    agreements: list[dict[str, Any]],
+    start: datetime,
+) -> None:
+    """The governed folder: a governance key per partner, a root of them all (threshold 1),
+    the registry signed by GBR's, each agreement by its parties'."""
+    private: dict[str, bytes] = {}
+    for pid in PARTNERS:
+        secret, public = gd.generate_key()
+        private[pid] = secret
+        path = keys / f"{pid}.governance.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:  # the shape `tearline governance keygen` writes
+            doc = {"holder": pid, "public": b64e(public), "private": b64e(secret)}
+            out.write(json.dumps(doc, indent=2) + "\n")
+    expires = format_time(start + VALID_FOR)
+    root = {
+        "type": "root",
+        "version": 1,
+        "expires": expires,
+        "threshold": 1,
+        "keys": [
+            {"public": b64e(crypto.public_key_of(crypto.ED25519, private[p])), "holder": p}
+            for p in PARTNERS
+        ],
+    }
+    registry = {
+        "type": "registry",
+        "version": 1,
+        "expires": expires,
+        "partners": entries,
+        "scheme": SCHEME,
+    }
+    folder = policies / "governance"
+    folder.mkdir()
+    documents = {
+        "root-1.json": _signed(root, [private[p] for p in PARTNERS]),
+        "registry.json": _signed(registry, [private["GBR"]]),
+    }
+    for agreement in agreements:
+        signers = [private[p] for p in agreement["parties"]]
+        documents[f"agreement-{agreement['id']}.json"] = _signed(
+            {"type": "agreement", "agreement": agreement}, signers
+        )
+    for name, data in documents.items():
+        (folder / name).write_bytes(data)
+
+
+def _signed(signed: dict[str, Any], keys: list[bytes]) -> bytes:
+    document = gd.new_document(signed)
+    for key in keys:
+        document = gd.add_signature(document, key)
+    return document
+
+
+def _write_yaml_policies(
+    policies: Path, entries: list[dict[str, Any]], agreements: list[dict[str, Any]]
+) -> None:
+    (policies / "agreements").mkdir()
+    (policies / "scheme.yaml").write_text(
+        "# The marking scheme every label is checked against: levels lowest first, the caveats\n"
+        "# a label may carry, and named groups REL TO may use.\n" + _yaml(SCHEME)
+    )
+    (policies / "partners.yaml").write_text(
+        "# The partner registry: each entry is what `tearline keygen` writes to ID.public.yaml.\n"
+        "# Add one with: tearline partner add ID.public.yaml --policies THIS-FOLDER\n"
+        + _yaml({"partners": entries})
+    )
+    for document in agreements:
+        (policies / "agreements" / f"{document['id']}.yaml").write_text(_yaml(document))
 
 
 def _yaml(data: Any) -> str:

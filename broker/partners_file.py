@@ -21,6 +21,7 @@ import yaml
 
 from broker.policy.fingerprint import PARTNERS, PolicyFiles, fingerprint
 from broker.policy.folder import read_policy_folder
+from broker.policy.governed import is_governed
 from broker.policy.load import Problem, check_files
 from broker.policy.yamlfile import load_yaml
 from clients.errors import IdentityError, InputError, PolicyError
@@ -89,6 +90,13 @@ def add_partner(policies: Path, entry: dict[str, Any], *, replace: bool = False)
     if not files.listed:
         why = "; ".join(files.unread.values())
         raise PartnerFileError(f"--policies {policies}: {why}")
+    if is_governed(files.contents):
+        raise PartnerFileError(
+            f"{policies} is governed: its partners come from governance/registry.json, signed by "
+            "the root's key holders, never from an operator's edit. Propose the next version "
+            "(`tearline registry propose`), have it signed (`tearline registry sign`), then "
+            f"`tearline registry publish FILE --policies {policies}`"
+        )
     before, problems = check_files(files)
     if before is None:
         raise PartnerFileError(

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
+from clients import governance_publish  # noqa: F401 - adds `registry|agreement publish`
 from clients.errors import (
     AuthenticationError,
     IdentityError,
@@ -51,6 +53,7 @@ from clients.terminal import (
     reason_text,
     unreachable,
 )
+from clients.transparency_cli import keys_app, log_app
 
 # The SDK's logger: subscribe shows its lines on stderr, and logs its own failed acks there.
 log = logging.getLogger("tearline.client")
@@ -67,6 +70,9 @@ app.add_typer(dead_letters_app, name="dead-letters")  # operators; needs only th
 app.add_typer(governance_app, name="governance")
 app.add_typer(registry_app, name="registry")
 app.add_typer(agreement_app, name="agreement")
+# A node watching the broker's transparency log.
+app.add_typer(log_app, name="log")
+app.add_typer(keys_app, name="keys")
 
 
 def fail(message: str, exit_code: int = 1) -> typer.Exit:
@@ -203,7 +209,7 @@ def publish(
         elif not unsafe_skip_stix_checks and is_stix_content_type(content_type):
             check_bundle(body, parsed)
     except StixError as exc:
-        _refuse_stix(exc, payload, as_json)
+        _refuse_stix(exc, payload, as_json, from_misp)
     try:
         with Partner(url, me) as node:
             decisions = node.preview(parsed, suite=suite)
@@ -277,7 +283,7 @@ def _refuse_to_send(
     raise fail(f"nothing sent: {message}{lines}")
 
 
-def _refuse_stix(exc: StixError, payload: Path, as_json: bool) -> NoReturn:
+def _refuse_stix(exc: StixError, payload: Path, as_json: bool, from_misp: bool) -> NoReturn:
     """Nothing was sent: say why, each finding (or object marked above the label) on a line."""
     details = exc.details if isinstance(exc.details, dict) else {}
     if as_json:
@@ -285,15 +291,20 @@ def _refuse_stix(exc: StixError, payload: Path, as_json: bool) -> NoReturn:
     lines = [str(f) for f in details.get("findings", [])]
     lines += [f"{o['id']}: marked {o['marking']}" for o in details.get("objects", [])]
     count = int(details.get("count", len(lines)))
-    more = f"\n  … and {count - len(lines)} more" if count > len(lines) else ""
+    said = exc.message
+    if len(lines) == 1 and "findings" in details:
+        lines = []  # the one finding is in the message already
+    elif "findings" in details:
+        said = f"the payload is not a valid STIX 2.1 bundle: {count} findings"
+    more = f"\n  … and {count - len(lines)} more" if lines and count > len(lines) else ""
     listed = "".join(f"\n  {line}" for line in lines)
     hint = (
         ""
-        if exc.code == "stix_marking_conflict"
+        if exc.code != "invalid_stix" or from_misp
         else "\n(--content-type for a payload that is not STIX; --unsafe-skip-stix-checks to "
         "send it unchecked)"
     )
-    raise fail(f"nothing sent: {payload}: {exc.message} ({exc.code}){listed}{more}{hint}")
+    raise fail(f"nothing sent: {payload}: {said} ({exc.code}){listed}{more}{hint}")
 
 
 def _print_receipt(
@@ -326,6 +337,15 @@ def subscribe(
         typer.Option(
             "--allow-world-readable",
             help="Write into an --out folder that other users can list or enter.",
+        ),
+    ] = False,
+    stamp_markings: Annotated[
+        bool,
+        typer.Option(
+            "--stamp-markings",
+            help="Write each STIX bundle with every object marked with the report's label: "
+            "its TLP 2.0 marking and the Tearline releasability marking "
+            "(docs/stix-releasability.md).",
         ),
     ] = False,
     once: Annotated[bool, typer.Option(help="One long poll, then exit.")] = False,
@@ -363,6 +383,8 @@ def subscribe(
                             _remove(folder, item.id)
                         _print_recall(item, as_json)
                     else:
+                        if stamp_markings:
+                            item = _stamped(item)
                         files = _write(folder, item) if folder is not None else None
                         _print_report(item, as_json, files)
                     _acknowledge(item)  # only once it is written and shown
@@ -370,6 +392,19 @@ def subscribe(
             raise fail(_describe(exc, url, me.partner)) from None
         except KeyboardInterrupt:
             pass  # Ctrl-C or SIGTERM: the subscription closed its connection on the way out
+
+
+def _stamped(report: Report) -> Report:
+    """The report with its STIX bundle stamped with its label; a payload that is not a STIX
+    bundle is kept as it came, with a line on stderr."""
+    if not is_stix_content_type(report.content_type):
+        return report
+    try:
+        bundle = report.stix(stamped=True)
+    except StixError as exc:
+        log.warning("report %s not stamped: %s", report.id, exc.message)
+        return report
+    return dataclasses.replace(report, payload=compact_json(bundle))
 
 
 def _write(folder: InboxFolder, report: Report) -> Written:

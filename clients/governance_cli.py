@@ -28,7 +28,7 @@ from clients.governance.trust import TrustedState
 from clients.protocol import crypto
 from clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
 from clients.protocol.encoding import strict_loads as _json
-from clients.protocol.identity import check_partner_id
+from clients.protocol.identity import Partner, check_partner_id
 
 D = TypeVar("D", bound=gd.Document)
 KEY_FIELDS = {"holder", "public", "private"}
@@ -264,21 +264,81 @@ def root_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> Non
 
 @registry_app.command("propose")
 def registry_propose(
-    partners: Annotated[Path, typer.Option(help="The partners.yaml, e.g. policies/partners.yaml.")],
-    scheme: Annotated[Path, typer.Option(help="The scheme.yaml, e.g. policies/scheme.yaml.")],
-    version: Annotated[int, typer.Option(min=1, help="Newer than the trusted version.")],
-    expires: ExpiresOption,
     out: OutOption,
+    from_registry: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-registry",
+            help="The registry in force (policies/governance/registry.json): propose its next "
+            "version, with its partners and scheme.",
+        ),
+    ] = None,
+    add: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A partner's ID.public.yaml (tearline keygen's) to add, or whose entry to "
+            "replace (new keys, a new status). Repeatable."
+        ),
+    ] = None,
+    partners: Annotated[
+        Path | None, typer.Option(help="Or: a partners.yaml, e.g. policies/partners.yaml.")
+    ] = None,
+    scheme: Annotated[Path | None, typer.Option(help="With --partners: the scheme.yaml.")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Newer than the trusted version (default: next).")
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="RFC 3339, like 2027-12-01T00:00:00Z (default: the registry's)."),
+    ] = None,
 ) -> None:
-    """Write an unsigned registry version from the policy folder's YAML files."""
-    entries = _yaml(partners)
-    if not isinstance(entries, dict) or set(entries) != {"partners"}:
-        raise _fail(f"{partners} must hold one field, partners: a list of partner entries", 2)
+    """Write an unsigned registry version: the next one of --from-registry, or one from the
+    policy folder's YAML files (--partners and --scheme); --add puts partners' entries in."""
+    if from_registry is not None:
+        if partners is not None or scheme is not None:
+            raise _fail("give --from-registry, or --partners and --scheme, not both", 2)
+        with _refusals():
+            previous = _document(from_registry, gd.parse_registry)[1]
+        entries = [p.to_dict() for p in previous.partners]
+        body: dict[str, Any] = {"partners": entries, "scheme": dict(previous.scheme)}
+        version = version or previous.version + 1
+        expires = expires or format_time(previous.expires)
+        source = str(from_registry)
+    elif partners is not None and scheme is not None:
+        loaded = _yaml(partners)
+        if not isinstance(loaded, dict) or set(loaded) != {"partners"}:
+            raise _fail(f"{partners} must hold one field, partners: a list of partner entries", 2)
+        if version is None or expires is None:
+            raise _fail("with --partners, give --version and --expires", 2)
+        body = {"partners": list(loaded["partners"]), "scheme": _yaml(scheme)}
+        source = f"{partners} and {scheme}"
+    else:
+        raise _fail("give --from-registry, or --partners and --scheme", 2)
+    changed = [_put_entry(body["partners"], path) for path in add or ()]
     with _refusals():
         signed = {"type": "registry", "version": version, "expires": _expires(expires)}
-        body = {"partners": entries["partners"], "scheme": _yaml(scheme)}
-        _new({**signed, **body}, out, f"{partners} and {scheme}")
-    typer.echo(f"wrote {out}: registry version {version}, unsigned")
+        _new({**signed, **body}, out, source)
+    note = "".join(f"; {c}" for c in changed)
+    typer.echo(f"wrote {out}: registry version {version}, unsigned{note}")
+
+
+def _put_entry(entries: list[Any], path: Path) -> str:
+    """Put the partner entry at ``path`` in ``entries``: replacing the one of its id, or added."""
+    entry = _yaml(path)
+    if not isinstance(entry, dict) or "id" not in entry:
+        raise _fail(
+            f"{path} does not hold one partner's entry (tearline keygen's ID.public.yaml)", 2
+        )
+    try:
+        Partner.from_dict(entry, str(path))
+    except TearlineError as exc:
+        raise _fail(f"{path}: {exc.message}", 2) from None
+    for i, old in enumerate(entries):
+        if isinstance(old, dict) and old.get("id") == entry["id"]:
+            entries[i] = entry
+            return f"replaced {entry['id']}"
+    entries.append(entry)
+    return f"added {entry['id']}"
 
 
 @registry_app.command("sign")

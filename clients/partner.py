@@ -38,7 +38,14 @@ from clients.errors import (
     TearlineError,
     error_for_status,
 )
-from clients.governance.node import NodeMemory, Verified, verify_broker
+from clients.governance.log import SignedTreeHead
+from clients.governance.node import (
+    NodeMemory,
+    Verified,
+    all_entries,
+    checked_head,
+    verify_broker,
+)
 from clients.governance.trust import GovernanceError, TrustedState
 from clients.http import SignedClient, utc_now
 from clients.protocol.encoding import b64d
@@ -275,11 +282,8 @@ class AsyncPartner(SignedClient):
         then every few minutes, not per report."""
         directory = await self.directory(refresh=True)
 
-        async def fetch(path: str, params: Mapping[str, Any]) -> Any:
-            return (await self._send("GET", path, params=params)).json()
-
         verified = await verify_broker(
-            fetch,
+            self._fetch,
             root,
             NodeMemory.load(memory),
             kid=directory.broker_kid,
@@ -288,6 +292,31 @@ class AsyncPartner(SignedClient):
         )
         self._trust = verified.trust
         return verified
+
+    async def _fetch(self, path: str, params: Mapping[str, Any]) -> Any:
+        return (await self._send("GET", path, params=params)).json()
+
+    async def log_head(self, *, memory: Path | None = None) -> SignedTreeHead:
+        """The broker's signed tree head, its signature checked; with ``memory``, also checked
+        to extend the head remembered there (LogError if not), which it then replaces."""
+        directory = await self.directory()
+        remembered = NodeMemory.load(memory)
+        head = await checked_head(
+            self._fetch, remembered, kid=directory.broker_kid, public=directory.broker_public
+        )
+        remembered.head = head.raw
+        remembered.save()
+        return head
+
+    async def log_consistency(self, first: int, second: int) -> list[bytes]:
+        """The broker's consistency proof between its trees of ``first`` and ``second`` leaves."""
+        proof = await self._fetch("/v1/log/proofs/consistency", {"first": first, "second": second})
+        return [b64d(h) for h in proof["path"]]
+
+    async def log_entries(self) -> tuple[SignedTreeHead, list[bytes]]:
+        """Every document the log holds, with the head they were checked against."""
+        head = await self.log_head()
+        return head, await all_entries(self._fetch, head)
 
     async def agreements(self) -> list[dict[str, Any]]:
         data = await self._json("GET", "/v1/agreements")

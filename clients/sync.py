@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 
 from clients.errors import TearlineError
+from clients.governance.log import SignedTreeHead
 from clients.governance.node import Verified
 from clients.governance.trust import TrustedState
 from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
@@ -127,6 +128,15 @@ class Partner(LoopRunner):
 
     def verify_governance(self, root: bytes, *, memory: Path | None = None) -> Verified:
         return self._run(self._node.verify_governance(root, memory=memory))
+
+    def log_head(self, *, memory: Path | None = None) -> SignedTreeHead:
+        return self._run(self._node.log_head(memory=memory))
+
+    def log_consistency(self, first: int, second: int) -> list[bytes]:
+        return self._run(self._node.log_consistency(first, second))
+
+    def log_entries(self) -> tuple[SignedTreeHead, list[bytes]]:
+        return self._run(self._node.log_entries())
 
     def agreements(self) -> list[dict[str, Any]]:
         return self._run(self._node.agreements())

@@ -27,6 +27,7 @@ from clients.protocol.identity import Identity
 from gateway import sync, writer
 from gateway.auth import CHALLENGE, Authenticator, FailureBudget
 from gateway.config import RECEIVED, GatewayConfig, User, WritableCollection
+from gateway.node import LoopThread, NodePublisher
 from gateway.store import Store
 from gateway.taxii import (
     MEDIA_TYPE_STIX,
@@ -119,6 +120,10 @@ def _client(request: Request) -> str:
 def _authenticate(request: Request) -> User:
     """The user the request authenticates as; 401 (or 429 past the failure budget) else."""
     gw = _gateway(request)
+    header = request.headers.get("authorization")
+    known = gw.auth.remembered(header)
+    if known is not None:  # verified before: not held back by others' failures from its address
+        return known
     source = _client(request)
     wait = gw.failures.retry_after(source)
     if wait is not None:
@@ -127,7 +132,6 @@ def _authenticate(request: Request) -> User:
             f"too many failed logins from {source}; try again in {wait} s",
             error_code="auth_rate_limited", headers={"Retry-After": str(wait)},
         )  # fmt: skip
-    header = request.headers.get("authorization")
     user = gw.auth.authenticate(header)
     if user is None:
         if header:
@@ -322,7 +326,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def add_objects(request: Request, api_root: str, cid: str) -> Response:
-    gw, user = _begin(request, api_root)  # before the body is read at all
+    # Before the body is read at all; in a thread, as the sync routes are (a hash costs ms).
+    gw, user = await asyncio.to_thread(_begin, request, api_root)
     c = await asyncio.to_thread(_collection, gw, user, cid, write=True)
     assert c.writable is not None  # only writable collections pass write=True
     if not is_taxii_content_type(request.headers.get("content-type")):
@@ -353,13 +358,22 @@ async def add_objects(request: Request, api_root: str, cid: str) -> Response:
 async def _publish(gw: Gateway, w: WritableCollection, status_id: str, owner: str,
                    objects: list[Any], request_us: int) -> None:  # fmt: skip
     assert gw.publisher is not None
-    outcome = await writer.share(gw.publisher, gw.me, objects, w.label, request_us)
-    if outcome.receipt is not None:  # the local copy: what this collection shared
-        await asyncio.to_thread(
-            gw.store.add_report, outcome.receipt.id, gw.me, [w.name], list(outcome.published),
-            now_us=gw.clock(),
-        )  # fmt: skip
-    final = status_resource(status_id, request_us, outcome.successes, outcome.failures, [])
+    try:
+        outcome = await writer.share(gw.publisher, gw.me, objects, w.label, request_us)
+        final = status_resource(status_id, request_us, outcome.successes, outcome.failures, [])
+        if outcome.receipt is not None:  # the local copy: what this collection shared
+            try:
+                await asyncio.to_thread(
+                    gw.store.add_report, outcome.receipt.id, gw.me, [w.name],
+                    list(outcome.published), now_us=gw.clock(),
+                )  # fmt: skip
+            except Exception:  # published all the same: the status says so
+                log.exception("report %s was published but not copied locally", outcome.receipt.id)
+    except Exception:  # the status must not stay pending for ever
+        log.exception("publishing status %s failed", status_id)
+        message = "internal_error: the gateway failed while publishing; see its log"
+        failures = [writer.detail(o, i, request_us, message) for i, o in enumerate(objects)]
+        final = status_resource(status_id, request_us, [], failures, [])
     await asyncio.to_thread(gw.store.put_status, status_id, w.name, owner, final,
                             now_us=request_us)  # fmt: skip
 
@@ -380,34 +394,40 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(config.database)
-        async with AsyncPartner(config.broker, identity) as partner:
-            gw = Gateway(
-                config=config,
-                me=identity.partner,
-                store=store,
-                auth=Authenticator(config.users),
-                failures=FailureBudget(),
-                publisher=publisher or partner,
-            )
-            app.state.gateway = gw
-            app.state.tasks = set()
-            follower = (
-                asyncio.create_task(sync.run(partner, store, consumer=config.consumer))
-                if subscribe
-                else None
-            )
-            log.info(
-                "gateway of %s ready: broker %s, %d writable collection(s), %d user(s)",
-                identity.partner, config.broker, len(config.collections), len(config.users),
-            )  # fmt: skip
-            try:
-                yield
-            finally:
-                for task in [*app.state.tasks, *([follower] if follower else [])]:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-                store.close()
+        # The node's client lives on a loop of its own (gateway.node): its crypto never stalls
+        # the loop that serves TAXII.
+        node = LoopThread(f"tearline-node-{identity.partner}")
+        partner = AsyncPartner(config.broker, identity)
+        gw = Gateway(
+            config=config,
+            me=identity.partner,
+            store=store,
+            auth=Authenticator(config.users),
+            failures=FailureBudget(),
+            publisher=publisher or NodePublisher(partner, node),
+        )
+        app.state.gateway = gw
+        app.state.tasks = set()
+        follower = (
+            node.submit(sync.run(partner, store, consumer=config.consumer)) if subscribe else None
+        )
+        log.info(
+            "gateway of %s ready: broker %s, %d writable collection(s), %d user(s)",
+            identity.partner, config.broker, len(config.collections), len(config.users),
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            for task in list(app.state.tasks):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if follower is not None:
+                follower.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(node.run(partner.aclose()), timeout=10)
+            await asyncio.to_thread(node.stop)
+            store.close()
 
     app = FastAPI(
         title="Tearline gateway (TAXII 2.1)",

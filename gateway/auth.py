@@ -82,6 +82,13 @@ class Authenticator:
     def _remember(self, header: str) -> bytes:
         return hmac.new(self._key, header.encode(), hashlib.sha256).digest()
 
+    def remembered(self, header: str | None) -> User | None:
+        """The user of a credential that verified before (one HMAC, no hash)."""
+        if not header:
+            return None
+        known = self._verified.get(self._remember(header))
+        return self._users.get(known) if known is not None else None
+
     def authenticate(self, header: str | None) -> User | None:
         if not header:
             return None

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_by_collection ON objects (collection, seq);
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects (collection, id, version_us);
 CREATE INDEX IF NOT EXISTS objects_by_type ON objects (collection, type, seq);
+CREATE INDEX IF NOT EXISTS objects_by_added ON objects (collection, date_added);
 CREATE TABLE IF NOT EXISTS holders (
     collection  TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -343,7 +344,23 @@ class Store:
     ) -> Page:
         """One page of ``endpoint`` (objects, manifest, object, versions) of ``collection``:
         the first ``limit`` rows after the query's cursor that pass its filters, in one read."""
-        sql, args = _select(collection, query, endpoint, object_id)
+        floor = query.after_seq
+        if query.filter.added_after is not None:
+            # date_added grows with seq, so added_after is a place in the sequence: start there
+            # rather than scan every row added before it.
+            first = (
+                self._db()
+                .execute(
+                    "SELECT seq FROM objects WHERE collection = ? AND date_added > ?"
+                    " ORDER BY date_added LIMIT 1",
+                    (collection, query.filter.added_after),
+                )
+                .fetchone()
+            )
+            if first is None:
+                return make_page([], query)
+            floor = max(floor, int(first[0]) - 1)
+        sql, args = _select(collection, query, endpoint, object_id, floor)
         rows = [
             Row(
                 seq=r[0],
@@ -363,12 +380,13 @@ def _marks(values: Sequence[object]) -> str:
 
 
 def _select(
-    collection: str, query: Query, endpoint: str, object_id: str | None
+    collection: str, query: Query, endpoint: str, object_id: str | None, floor: int = 0
 ) -> tuple[str, list[Any]]:
-    """The SELECT of one page; every clause is indexed, the version tests are per id."""
+    """The SELECT of one page, rows after ``floor`` (at least the query's cursor); every clause
+    is indexed, the version tests are per id."""
     f = query.filter
     where = ["o.collection = ?", "o.seq > ?"]
-    args: list[Any] = [collection, query.after_seq]
+    args: list[Any] = [collection, max(floor, query.after_seq)]
     ids = (object_id,) if object_id is not None else f.ids
     if ids:
         where.append(f"o.id IN ({_marks(ids)})")

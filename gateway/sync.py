@@ -48,6 +48,31 @@ def stix_objects(report: Report) -> list[Any] | None:
     return objects
 
 
+def stamped(report: Report, objects: list[Any]) -> list[Any]:
+    """The objects marked with the report's label (``clients.stix.stamp``: the TLP 2.0 marking
+    and the report's Tearline releasability marking, with their definitions), so the tools
+    that read the gateway see how each may be shared. Unstamped if that cannot be done."""
+    try:
+        from clients.stix import stamp
+    except ImportError:  # pragma: no cover - clients.stix ships with the SDK
+        return objects
+    if not all(isinstance(o, dict) for o in objects):
+        return objects
+    bundle = {"type": "bundle", "id": f"bundle--{report.id}", "objects": objects}
+    try:
+        out: list[Any] = stamp(
+            bundle,
+            label=report.label,
+            originator=report.originator,
+            report_id=report.id,
+            created=report.created,
+        )["objects"]
+    except Exception:  # a bundle stamp cannot handle is stored as it came
+        log.warning("report %s could not be stamped with its label; stored unmarked", report.id)
+        return objects
+    return out
+
+
 async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = now_us) -> None:
     """Store (or remove) what ``delivery`` says, then acknowledge it. Raises if the store
     fails: the delivery is then not acknowledged, and comes back."""
@@ -59,6 +84,8 @@ async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = no
                 delivery.id, delivery.originator, delivery.content_type,
             )  # fmt: skip
             objects = []
+        elif objects:
+            objects = stamped(delivery, objects)
         source = f"{FROM_PREFIX}{delivery.originator}"
         stored = await asyncio.to_thread(
             store.add_report,

@@ -10,6 +10,7 @@ each REL TO partner's reason, such as ``DEU: NO_AGREEMENT``) fails every object 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -95,7 +96,7 @@ def check(objects: Sequence[Any], label: Label) -> tuple[dict[str, Any] | None, 
         return None, {i: f"invalid_object: {p}" for i, p in problems.items()}
     payload = _bundle(objects)
     try:
-        from clients.stix import StixError, check_bundle  # type: ignore[attr-defined, unused-ignore]
+        from clients.stix import StixError, check_bundle
     except ImportError:
         return json.loads(payload), {}
     try:
@@ -106,31 +107,32 @@ def check(objects: Sequence[Any], label: Label) -> tuple[dict[str, Any] | None, 
 
 
 def _stix_problems(objects: Sequence[Any], exc: InputError) -> dict[int, str]:
-    """Each object's share of a ``StixError``: its own entry in the details when they name it
-    by id, else the error's message."""
-    said = f"{exc.code}: {exc.message}"
-    by_id: dict[str, str] = {}
-    details = exc.details
-    entries = details.get("objects", details) if isinstance(details, Mapping) else details
-    if isinstance(entries, Mapping):
-        by_id = {str(k): str(v) for k, v in entries.items()}
-    elif isinstance(entries, list):
-        for e in entries:
-            if isinstance(e, Mapping) and isinstance(e.get("id"), str):
-                by_id[e["id"]] = str(e.get("problem") or e.get("message") or e)
+    """Each object's share of a ``StixError``: the findings that name its id, or its marking
+    conflict; when none names an object, every object gets the error's message."""
+    details = exc.details if isinstance(exc.details, Mapping) else {}
+    findings = [f for f in details.get("findings", []) if isinstance(f, str)]
+    conflicts = {
+        e["id"]: f"marked {e.get('marking')}, more restrictive than the label's TLP"
+        for e in details.get("objects", [])
+        if isinstance(e, Mapping) and isinstance(e.get("id"), str)
+    }
     out = {}
     for i, obj in enumerate(objects):
         oid = obj.get("id") if isinstance(obj, dict) else None
-        if isinstance(oid, str) and oid in by_id:
-            out[i] = f"{exc.code}: {by_id[oid]}"
-    return out or {i: said for i in range(len(objects))}
+        if not isinstance(oid, str):
+            continue
+        said = [f for f in findings if oid in f] + ([conflicts[oid]] if oid in conflicts else [])
+        if said:
+            out[i] = f"{exc.code}: {'; '.join(said)}"
+    return out or {i: f"{exc.code}: {exc.message}" for i in range(len(objects))}
 
 
 async def share(
     publisher: Publisher, me: str, objects: Sequence[Any], label: Label, request_us: int
 ) -> Outcome:
     """Check ``objects`` and publish them as one report under ``label``."""
-    bundle, problems = check(objects, label)
+    # Off the event loop: stix2-validator costs milliseconds an object (and seconds to import).
+    bundle, problems = await asyncio.to_thread(check, objects, label)
     if bundle is None:
         others = (
             f"not_published: {len(problems)} other object(s) of this envelope were refused; "

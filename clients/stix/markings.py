@@ -105,11 +105,19 @@ def tlp_definitions(objects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 def marking_refs(obj: Mapping[str, Any]) -> list[str]:
     """Every marking-definition id ``obj`` refers to: ``object_marking_refs`` and each
     granular marking's ``marking_ref``."""
-    refs = [r for r in obj.get("object_marking_refs") or () if isinstance(r, str)]
-    for granular in obj.get("granular_markings") or ():
+    refs = [r for r in _listed(obj.get("object_marking_refs")) if isinstance(r, str)]
+    for granular in _listed(obj.get("granular_markings")):
         if isinstance(granular, Mapping) and isinstance(granular.get("marking_ref"), str):
             refs.append(granular["marking_ref"])
     return refs
+
+
+def _listed(value: object) -> list[Any]:
+    """A list as it is, a lone value as a list of one: a marking written without its list
+    (invalid STIX, but seen when the validator is not installed) still counts."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def tlp_of_object(

@@ -87,23 +87,19 @@ def releasability_marking(
     marking; ``created`` (the report's creation time, say) defaults to :data:`DEFINED`."""
     labelled = label.to_dict()
     seed = canonical_json({"label": labelled, "originator": originator, "report_id": report_id})
+    # STIX forbids empty lists: a label without caveats or topics leaves the field out.
     extension: dict[str, Any] = {
         "extension_type": "property-extension",
         "classification": label.classification,
         "releasable_to": list(label.releasable_to),
+        **({"caveats": list(label.caveats)} if label.caveats else {}),
+        **({"topics": list(label.topics)} if label.topics else {}),
         "tlp": label.tlp,
         "originator": originator,
         "report_id": report_id,
+        **({"policy": label.policy} if label.policy is not None else {}),
+        **({"expires": labelled["expires"]} if "expires" in labelled else {}),
     }
-    # STIX forbids empty lists: a label without caveats or topics leaves the field out.
-    if label.caveats:
-        extension["caveats"] = list(label.caveats)
-    if label.topics:
-        extension["topics"] = list(label.topics)
-    if label.policy is not None:
-        extension["policy"] = label.policy
-    if "expires" in labelled:
-        extension["expires"] = labelled["expires"]
     rel_to = ", ".join(label.releasable_to)
     caveats = "".join(f" {c}" for c in label.caveats)
     return {

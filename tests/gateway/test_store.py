@@ -102,6 +102,13 @@ def test_type_id_spec_version_and_added_after(store: Store) -> None:
     first = store.page("received", query(), "objects").rows
     after = [("added_after", _stamp(first[1].date_added))]
     assert ids(store.page("received", query(after), "objects")) == [indicator(2)["id"]]
+    latest = [("added_after", _stamp(first[-1].date_added + 10))]
+    assert store.page("received", query(latest), "objects").rows == ()
+    # With a cursor too: both bounds hold.
+    page = store.page("received", query([("limit", "1"), ("added_after", _stamp(0))]), "objects")
+    assert page.next is not None
+    rest = [("limit", "5"), ("added_after", _stamp(0)), ("next", page.next)]
+    assert len(store.page("received", query(rest), "objects").rows) == 2
 
 
 def _stamp(us: int) -> str:

@@ -151,4 +151,5 @@ def test_readme_quickstart_runs_start_to_finish(
     assert re.search(r"│ DEU\s+│ deny\s+│ -\s+│ NO_AGREEMENT", out)  # policy explain
     assert re.search(r"^sent \S+ to EST, USA$", out, re.M)  # the Python block
     assert "EST received" in out
-    assert "added NOR in policies/partners.yaml" in out
+    assert "registry version 2, unsigned; added NOR" in out
+    assert "published registry version 2 to policies/governance/registry.json" in out

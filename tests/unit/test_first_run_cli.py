@@ -125,7 +125,41 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
 def test_init_into_an_empty_folder_is_fine(tmp_path: Path) -> None:
     done = tearline("init", tmp_path)
     assert done.returncode == 0, done.stderr
+    assert (tmp_path / "policies/governance/registry.json").is_file()
+
+
+def test_init_writes_a_governed_folder_signed_by_each_partners_governance_key(
+    world: Path,
+) -> None:
+    policy = load_policies(world / "policies")
+    assert policy.governance is not None
+    assert policy.governance.root.threshold == 1
+    assert sorted(policy.governance.root.holders) == ["DEU", "EST", "GBR", "USA"]
+    assert not (world / "policies/partners.yaml").exists()
+    for pid in ("DEU", "EST", "GBR", "USA"):
+        key = world / "keys" / f"{pid}.governance.json"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert json.loads(key.read_text())["holder"] == pid
+
+
+def test_init_ungoverned_writes_the_operators_yaml_files(tmp_path: Path) -> None:
+    done = tearline("init", tmp_path, "--ungoverned")
+    assert done.returncode == 0, done.stderr
     assert (tmp_path / "policies/partners.yaml").is_file()
+    assert not (tmp_path / "policies/governance").exists()
+    assert load_policies(tmp_path / "policies").governance is None
+
+
+def test_partner_add_refuses_a_governed_folder_and_says_how_to_add_one(
+    world: Path, tmp_path: Path
+) -> None:
+    before = sorted((world / "policies").rglob("*"))
+    done = tearline("partner", "add", keygen(tmp_path, "NOR"), "--policies", world / "policies")
+    assert done.returncode != 0
+    assert "is governed" in done.stderr
+    assert "tearline registry publish" in done.stderr
+    no_traceback(done)
+    assert sorted((world / "policies").rglob("*")) == before
 
 
 # --- tearline partner add -------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from clients.stix import (
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY,
     TLP1_MARKING_IDS,
+    TLP2_EXTENSION_ID,
     TLP2_MARKING_IDS,
     check_bundle,
     stamp,
@@ -86,10 +89,23 @@ IPV4 = {
     "id": "ipv4-addr--ff26c055-6336-5bc5-b98d-13d6226742dd",
     "value": "198.51.100.1",
 }
+CUSTOM_TYPE = {
+    **INDICATOR,
+    "type": "x-acme-sighting",
+    "id": "x-acme-sighting--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+}
+FORGED_TLP_DEFINITION = {
+    "type": "marking-definition",
+    "spec_version": "2.1",
+    "id": "marking-definition--0e6b8a62-7bbb-4b0e-8f36-4fb5a1a1a1a1",
+    "created": TS,
+    "definition_type": "tlp",
+    "definition": {"tlp": "red"},
+}
 AMBER_LABEL = Label("CONFIDENTIAL", ["USA", "EST"], "AMBER", topics=["ransomware"])
 
 
-def bundle(*objects: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def bundle(*objects: Any, **extra: Any) -> dict[str, Any]:
     return {
         "type": "bundle",
         "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8",
@@ -173,6 +189,11 @@ INVALID = [
         id="bad-reference",
     ),
     pytest.param(
+        raw(bundle(FORGED_TLP_DEFINITION)),
+        "must match one of those defined",
+        id="tlp-1.0-definition-under-another-id",
+    ),
+    pytest.param(
         raw(bundle(granular(INDICATOR, AMBER, "nothing_here"))),
         "not a valid selector",
         id="granular-selector-selects-nothing",
@@ -202,15 +223,11 @@ VALID = [
     pytest.param(bundle(IDENTITY, INDICATOR, MALWARE, RELATIONSHIP), id="sdos-and-an-sro"),
     pytest.param(bundle(IPV4), id="observable-without-spec-version"),
     pytest.param(bundle({**INDICATOR, "x_acme_score": 7}), id="custom-property-is-a-warning"),
-    pytest.param(
-        bundle({**INDICATOR, "type": "x-acme-sighting", "id": INDICATOR["id"].replace(
-            "indicator", "x-acme-sighting")}),  # fmt: skip
-        id="custom-object-type-is-a-warning",
-    ),
+    pytest.param(bundle(CUSTOM_TYPE), id="custom-object-type-is-a-warning"),
     pytest.param(
         bundle({**MALWARE, "malware_types": ["wiper-ish"]}), id="open-vocabulary-is-a-warning"
     ),
-    pytest.param(bundle(INDICATOR, {"n": 1}.get("x", IDENTITY)), id="two-objects"),
+    pytest.param(bundle(INDICATOR, IDENTITY), id="a-reference-to-an-object-in-the-bundle"),
 ]
 
 
@@ -254,8 +271,10 @@ CONFLICTS = [
                 "spec_version": "2.1",
                 "id": "marking-definition--0e6b8a62-7bbb-4b0e-8f36-4fb5a1a1a1a1",
                 "created": TS,
-                "definition_type": "tlp",
-                "definition": {"tlp": "red"},
+                "name": "our red",
+                "extensions": {
+                    TLP2_EXTENSION_ID: {"extension_type": "property-extension", "tlp_2_0": "red"}
+                },
             },
             marked(INDICATOR, "marking-definition--0e6b8a62-7bbb-4b0e-8f36-4fb5a1a1a1a1"),
         ),
@@ -270,8 +289,10 @@ CONFLICTS = [
                 "spec_version": "2.1",
                 "id": RED,
                 "created": TS,
-                "definition_type": "tlp",
-                "definition": {"tlp": "white"},
+                "name": "TLP:CLEAR, it says",
+                "extensions": {
+                    TLP2_EXTENSION_ID: {"extension_type": "property-extension", "tlp_2_0": "clear"}
+                },
             },
             marked(INDICATOR, RED),
         ),
@@ -419,9 +440,10 @@ def test_stamping_is_deterministic_and_idempotent() -> None:
     assert stamped(bundle(INDICATOR)) == once
     assert stamped(once) == once
     other = stamp(bundle(INDICATOR), label=AMBER_LABEL, originator="GBR", report_id="r-0002")
-    assert other["objects"][0]["object_marking_refs"][1] != once["objects"][0][
-        "object_marking_refs"
-    ][1]
+    assert (
+        other["objects"][0]["object_marking_refs"][1]
+        != once["objects"][0]["object_marking_refs"][1]
+    )
 
 
 def test_stamping_never_lowers_a_marking() -> None:
@@ -442,7 +464,9 @@ def test_every_label_field_is_carried_and_empty_lists_are_left_out() -> None:
     )
     out = stamped(bundle(INDICATOR), label)
     assert check_bundle(raw(out), label) == out
-    marking = next(o for o in out["objects"] if o["id"] == out["objects"][0]["object_marking_refs"][1])
+    marking = next(
+        o for o in out["objects"] if o["id"] == out["objects"][0]["object_marking_refs"][1]
+    )
     assert marking["extensions"][RELEASABILITY_EXTENSION_ID] == {
         "extension_type": "property-extension",
         "classification": "SECRET",
@@ -454,7 +478,9 @@ def test_every_label_field_is_carried_and_empty_lists_are_left_out() -> None:
         "policy": "TEARLINE-TEST",
         "expires": "2027-01-01T00:00:00Z",
     }
-    assert marking["name"] == "SECRET CYBER-OPS REL TO USA TLP:RED (Tearline report r-0001 from GBR)"
+    assert (
+        marking["name"] == "SECRET CYBER-OPS REL TO USA TLP:RED (Tearline report r-0001 from GBR)"
+    )
 
 
 def _json_blocks(markdown: str) -> list[Any]:
@@ -480,3 +506,22 @@ def test_the_document_shows_the_definitions_as_the_code_has_them() -> None:
     for name in fields | {"expires"}:
         assert f"`{name}`" in doc, name
     assert set(OFFICIAL_TLP) >= set(TLP2_MARKING_IDS.values())
+
+
+def test_without_the_cti_extra_the_shape_and_markings_are_still_checked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "stix2validator", None)  # import fails, as if not installed
+    with pytest.raises(StixError) as info:
+        check_bundle(raw(bundle(marked(INDICATOR, RED))), AMBER_LABEL)
+    assert info.value.code == "stix_marking_conflict"
+    lone = {**INDICATOR, "object_marking_refs": RED}  # not a list: the validator would say so
+    with pytest.raises(StixError) as info:
+        check_bundle(raw(bundle(lone)), AMBER_LABEL)
+    assert info.value.code == "stix_marking_conflict"
+    with pytest.raises(StixError):
+        check_bundle(raw(bundle(without(INDICATOR, "id"))), AMBER_LABEL)
+    bad_time = bundle({**INDICATOR, "created": "yesterday"})
+    with caplog.at_level(logging.WARNING, logger="tearline.client"):
+        assert check_bundle(raw(bad_time), AMBER_LABEL) == bad_time
+    assert "pip install 'tearline[cti]'" in caplog.text

@@ -1,0 +1,180 @@
+"""Objects per second through two gateways: ``add_objects`` on GBR's gateway (checked, sealed,
+published) until ``get_objects`` on USA's gateway (received, verified, opened, stamped, stored)
+has served every one of them, with the OASIS client (taxii2-client) at both ends.
+
+Separate processes on loopback: ``tearline serve`` (with its embedded redis-server) and two
+``tearline gateway serve``. The medallion comparison is left out.
+
+    python -m bench.bench_gateway [--quick]
+
+Prints the median of the runs and writes bench/results/gateway.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+import httpx
+import yaml
+from taxii2client.v21 import Collection
+
+from bench._timing import write
+from broker.runner import free_port
+from clients.keyfile import write_keypair
+from gateway.config import hash_secret
+from gateway.taxii import collection_id
+from tests.gateway.conftest import PASSWORD, indicator
+from tests.integration.conftest import me, write_policies
+from tests.processes import BrokerProcess
+
+
+def collection(url: str, partner: str, name: str) -> Collection:
+    cid = collection_id(partner, name)
+    return Collection(f"{url}/tearline/collections/{cid}/", user="siem", password=PASSWORD)
+
+
+def one_run(gbr: str, usa: str, objects: int, per_envelope: int) -> float:
+    """Objects per second from the first add_objects to the last object served at USA."""
+    share = collection(gbr, "GBR", "share-usa")
+    received = collection(usa, "USA", "received")
+    tag = uuid.uuid4().hex[:8]
+    batch = [indicator(tag) for _ in range(objects)]
+    wanted = {o["id"] for o in batch}
+    start = time.perf_counter()
+    for i in range(0, objects, per_envelope):
+        status = share.add_objects(
+            {"objects": batch[i : i + per_envelope]}, wait_for_completion=False
+        )
+        if status.failure_count:
+            raise RuntimeError(f"refused: {status.failures[0]}")
+    seen: set[str] = set()
+    filters: dict[str, Any] = {"type": "indicator"}
+    deadline = time.monotonic() + 120
+    while not wanted <= seen:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(wanted & seen)} of {objects} arrived")
+        page = received.get_objects(limit=100, **filters)
+        got = page.get("objects", [])
+        seen |= {o["id"] for o in got}
+        if page.get("more"):
+            filters["next"] = page["next"]
+        elif got:  # caught up: from now on, what was added after the last object served
+            last = received.get_manifest(id=got[-1]["id"])["objects"][0]["date_added"]
+            filters = {"type": "indicator", "added_after": last}
+        else:
+            time.sleep(0.01)
+    return objects / (time.perf_counter() - start)
+
+
+def gateway_yaml(partner: str, broker_url: str, folder: Path, port: int) -> Path:
+    """A gateway's configuration file, and its identity file beside it."""
+    write_keypair(me(partner), folder / partner)
+    config = {
+        "broker": broker_url,
+        "identity": f"{partner}/{partner}.identity.json",
+        "database": f"{partner}/gateway.db",
+        "listen": {"host": "127.0.0.1", "port": port},
+        "users": {"siem": {"password": hash_secret(PASSWORD), "read": ["*"], "write": ["*"]}},
+        "collections": {
+            "share-usa": {
+                "label": {
+                    "classification": "RESTRICTED",
+                    "releasable_to": ["USA"],
+                    "tlp": "GREEN",
+                    "topics": ["apt"],
+                }
+            },
+        },
+    }
+    path = folder / f"{partner}.gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.contextmanager
+def gateway_process(config: Path, port: int, log: Path) -> Iterator[str]:
+    """``tearline gateway serve`` until the block ends; yields its URL once it answers."""
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from clients.cli import main; main()", "gateway", "serve",
+             "--config", str(config)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/taxii2/", timeout=1).status_code == 401:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a small run, for CI")
+    args = parser.parse_args()
+    objects, per_envelope, runs = (200, 50, 3) if args.quick else (1000, 100, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_policies(folder / "policies")
+        with contextlib.ExitStack() as stack:
+            broker = stack.enter_context(
+                BrokerProcess(
+                    redis_url=None, policies=folder / "policies", data_dir=folder / "data"
+                )
+            )
+            urls = {}
+            for partner in ("GBR", "USA"):
+                port = free_port()
+                config = gateway_yaml(partner, broker.url, folder, port)
+                urls[partner] = stack.enter_context(
+                    gateway_process(config, port, folder / f"{partner}.log")
+                )
+            one_run(urls["GBR"], urls["USA"], per_envelope, per_envelope)  # warm up
+            rates = [one_run(urls["GBR"], urls["USA"], objects, per_envelope) for _ in range(runs)]
+    median = statistics.median(rates)
+    print(
+        f"gateway → broker → gateway: {median:,.0f} objects/s (median of {runs} runs of "
+        f"{objects} objects, {per_envelope} per envelope; runs: "
+        + ", ".join(f"{r:,.0f}" for r in rates)
+        + ")"
+    )
+    path = write(
+        "gateway",
+        {
+            "objects_per_s": median,
+            "runs": rates,
+            "objects": objects,
+            "per_envelope": per_envelope,
+            "setup": "tearline serve (embedded redis-server) and two `tearline gateway serve`, "
+            "separate processes on loopback",
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
