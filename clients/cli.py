@@ -37,7 +37,7 @@ from clients.governance_cli import agreement_app, governance_app, registry_app
 from clients.inbox_folder import InboxFolder, Written
 from clients.keyfile import Identity, generate, write_keypair
 from clients.operator_cli import dead_letters_app
-from clients.partner import Delivery, Gap, Recall, Report
+from clients.partner import Delivery, Gap, Recall, Report, check_against_trust
 from clients.protocol.encoding import EncodingError, compact_json, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE, seal
 from clients.protocol.identity import check_suite
@@ -109,6 +109,35 @@ IdentityOption = Annotated[
     Path, typer.Option("--identity", envvar="TEARLINE_IDENTITY", help="This node's identity file.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+RootOption = Annotated[
+    str | None,
+    typer.Option(
+        "--root",
+        envvar="TEARLINE_ROOT",
+        help="The governance root this node pins: its file (policies/governance/root-1.json as "
+        "the partners signed it), or sha256:<hex> of it. The broker's documents and log are then "
+        "checked against it, and only keys and agreements they vouch for are used.",
+    ),
+]
+MemoryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--memory",
+        envvar="TEARLINE_GOVERNANCE_MEMORY",
+        help="With --root: the file where this node keeps the last log head and registry "
+        "version it accepted (a rollback or a forked log is then refused).",
+    ),
+]
+
+
+def _pin(root: str | None) -> bytes | str | None:
+    """--root as verify_governance takes it: a digest as given, a file as its bytes."""
+    if root is None or root.startswith("sha256:"):
+        return root
+    try:
+        return Path(root).read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read the pinned root {root} (--root): {exc.strerror}", 2) from None
 
 
 def _broker(url: str) -> str:
@@ -186,6 +215,8 @@ def publish(
             "more restrictively than the label's TLP.",
         ),
     ] = False,
+    root: RootOption = None,
+    memory: MemoryOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Seal PAYLOAD for every partner entitled to LABEL, post it, print the broker's receipt.
@@ -210,8 +241,10 @@ def publish(
             check_bundle(body, parsed)
     except StixError as exc:
         _refuse_stix(exc, payload, as_json, from_misp)
+    pin = _pin(root)
     try:
         with Partner(url, me) as node:
+            trust = node.verify_governance(pin, memory=memory).trust if pin else None
             decisions = node.preview(parsed, suite=suite)
             scheme = node.directory().scheme
             rel_to = sorted(scheme.expand(parsed.releasable_to) - {me.partner})
@@ -247,6 +280,8 @@ def publish(
                     else f"none of --only {', '.join(sorted(wanted))} is entitled to it",
                     "no_recipients", not_sent, why, as_json,
                 )  # fmt: skip
+            if trust is not None:  # the preview is advice: its keys must be the documents'
+                check_against_trust(trust, me.partner, recipients, decisions)
             # Sealed from the preview just shown, not from a second one: what is said here
             # is what was sent (the broker checks it again, and refuses the whole report if
             # the policy changed meanwhile).
@@ -351,6 +386,8 @@ def subscribe(
     once: Annotated[bool, typer.Option(help="One long poll, then exit.")] = False,
     wait: Annotated[float, typer.Option(help="With --once: seconds to wait.")] = 5.0,
     consumer: Annotated[str, typer.Option(help="Subscriber session name.")] = "default",
+    root: RootOption = None,
+    memory: MemoryOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Receive reports: verified, decrypted, written out, then acknowledged.
@@ -369,6 +406,9 @@ def subscribe(
     with _client_log_on_stderr(), _sigterm_interrupts(), _stdout_closed_stops():
         try:
             with Partner(url, me) as node:
+                pin = _pin(root)
+                if pin:  # originators' keys then come from the documents, not the broker
+                    node.verify_governance(pin, memory=memory)
                 reports = (
                     iter(node.inbox(wait_s=wait, consumer=consumer, limit=100))
                     if once

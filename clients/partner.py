@@ -200,7 +200,7 @@ _DELIVERY_EVENTS: Final = frozenset({"report", "recall", "gap"})
 _STREAM_READ_TIMEOUT_S: Final = 60.0
 
 
-def _check_against_trust(
+def check_against_trust(
     trust: TrustedState,
     me: str,
     recipients: Sequence[tuple[str, KeyRecord]],
@@ -273,15 +273,15 @@ class AsyncPartner(SignedClient):
             self._directory = Directory.from_dict(await self._json("GET", "/v1/partners"))
         return self._directory
 
-    async def verify_governance(self, root: bytes, *, memory: Path | None = None) -> Verified:
+    async def verify_governance(self, root: bytes | str, *, memory: Path | None = None) -> Verified:
         """Check the broker's governance documents and transparency log against ``root`` (the
-        root this node pinned) and, with ``memory`` (a file of this node's), against what it
-        accepted before; from then on :meth:`publish` seals only to keys and under agreements
-        that verification yielded. Raises GovernanceError or LogError, trusting nothing new,
-        when the broker's answers do not verify. Documents change rarely: call it at start and
-        then every few minutes, not per report."""
+        root this node pinned: its bytes, or ``"sha256:<hex>"`` of them) and, with ``memory``
+        (a file of this node's), against what it accepted before. From then on :meth:`publish`
+        seals only to keys and under agreements that verification yielded. Raises
+        GovernanceError or LogError, trusting nothing new, when the broker's answers do not
+        verify. Documents change rarely: call it at start, then every few minutes, not per
+        report."""
         directory = await self.directory(refresh=True)
-
         verified = await verify_broker(
             self._fetch,
             root,
@@ -375,7 +375,7 @@ class AsyncPartner(SignedClient):
                 details={"denied": denied},
             )
         if self._trust is not None:
-            _check_against_trust(self._trust, self.identity.partner, recipients, decisions)
+            check_against_trust(self._trust, self.identity.partner, recipients, decisions)
         envelope = seal(
             payload,
             label,

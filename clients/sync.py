@@ -126,7 +126,7 @@ class Partner(LoopRunner):
     def directory(self, *, refresh: bool = False) -> Directory:
         return self._run(self._node.directory(refresh=refresh))
 
-    def verify_governance(self, root: bytes, *, memory: Path | None = None) -> Verified:
+    def verify_governance(self, root: bytes | str, *, memory: Path | None = None) -> Verified:
         return self._run(self._node.verify_governance(root, memory=memory))
 
     def log_head(self, *, memory: Path | None = None) -> SignedTreeHead:

@@ -9,9 +9,10 @@ version it trusted (an older one is a rollback however it is served).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -128,9 +129,30 @@ def _same_log(head_doc: Mapping[str, Any], kid: str) -> bool:
     return isinstance(signed, dict) and signed.get("log") == kid
 
 
+def pinned(root: bytes | str, served: Sequence[tuple[str, bytes]]) -> bytes:
+    """The root a node pinned: its bytes, or ``sha256:<hex>`` of them (short enough for a
+    config file), then found among the documents the broker serves."""
+    if isinstance(root, bytes):
+        return root
+    digest = root.removeprefix("sha256:").lower()
+    if not root.startswith("sha256:") or len(digest) != 64:
+        raise GovernanceError(
+            f"a pinned root is its file's bytes or sha256:<64 hex digits>, not {root!r}",
+            code="bad_pin",
+        )
+    for kind, data in served:
+        if kind == "root" and hashlib.sha256(data).hexdigest() == digest:
+            return data
+    raise GovernanceError(
+        f"the broker serves no root whose SHA-256 is {digest}: it is not the governance this "
+        "node pinned (or the pin is wrong)",
+        code="pinned_root_not_served",
+    )
+
+
 async def verify_broker(
     fetch: Fetch,
-    pinned_root: bytes,
+    pinned_root: bytes | str,
     memory: NodeMemory,
     *,
     kid: str,
@@ -153,7 +175,7 @@ async def verify_broker(
         check_included(data, index, head, proof)
         documents.append((entry["type"], data))
 
-    start = memory.root or pinned_root
+    start = memory.root or pinned(pinned_root, documents)
     trust = TrustedState(start, now)
     roots = sorted(
         ((parse_root(d), d) for t, d in documents if t == "root"), key=lambda r: r[0].version

@@ -169,3 +169,29 @@ def test_publish_puts_a_signed_registry_in_force(governed: RunningBroker, tmp_pa
     assert result.exit_code == 0, result.output
     reload(governed)
     assert governed.state.policy.agreements["gbr-usa"].suspended
+
+
+def test_publish_with_a_pinned_root_checks_the_broker_first(
+    governed: RunningBroker, tmp_path: Path
+) -> None:
+    gbr = identity_file(tmp_path, "GBR")
+    root = tmp_path / "root-1.json"
+    root.write_bytes((governed.policies / "governance" / "root-1.json").read_bytes())
+    label = tmp_path / "label.json"
+    label.write_text(json.dumps({"classification": "SECRET", "releasable_to": ["USA"],
+                                 "tlp": "AMBER", "topics": ["apt"]}))  # fmt: skip
+    bundle = tmp_path / "bundle.json"
+    bundle.write_text(json.dumps(BUNDLE))
+    common = ("--broker", governed.url, "--identity", gbr, "--label", label)
+    wrong = run("publish", bundle, *common, "--root", "sha256:" + "0" * 64)
+    assert wrong.exit_code == 1
+    assert "serves no root whose SHA-256" in wrong.output
+    assert list(governed.redis().scan_iter("tl:report:*")) == []
+    memory = tmp_path / "memory.json"
+    sent = run("publish", bundle, *common, "--root", root, "--memory", memory)
+    assert sent.exit_code == 0, sent.output
+    assert "USA" in sent.stdout
+    assert json.loads(memory.read_text())["registry_version"] == 1
+
+
+BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

@@ -8,8 +8,9 @@ stayed as it was and nothing was delivered.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from broker.keys import load as load_broker_key
 from broker.policy.why import explain_all
 from clients import AsyncPartner, Label
+from clients.governance.documents import GovernanceError
 from clients.governance.log import LogError, split_view, verify_tree_head
 from clients.governance.node import NodeMemory, verify_broker
 from clients.protocol.encoding import b64e
@@ -32,6 +34,7 @@ from tests.integration.governed import (
     status_doc,
     write_governed,
 )
+from tests.integration.test_governed_publish import Doctoring, rename_usa_key, swap_usa_enc_key
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 USA_ONLY = Label("SECRET", ["USA"], "AMBER", topics=["apt"])
@@ -320,3 +323,38 @@ def test_policy_status_shows_what_is_not_in_force(governed: RunningBroker) -> No
     summary = governance.summary()
     assert "governance/agreement-baltic.json" in summary["not_in_force"]
     assert "FIN" in summary["not_in_force"]["governance/agreement-baltic.json"]
+
+
+DOCTORED_PREVIEWS = [
+    ("a_doctored_enc_key_for_usa", swap_usa_enc_key),
+    ("a_key_id_the_registry_never_signed", rename_usa_key),
+]
+
+
+@pytest.mark.parametrize(
+    "doctor", [d for _, d in DOCTORED_PREVIEWS], ids=[n for n, _ in DOCTORED_PREVIEWS]
+)
+async def test_a_verified_node_seals_nothing_for_a_doctored_preview(
+    governed: RunningBroker, doctor: Callable[[dict[str, Any]], None]
+) -> None:
+    proxy = Doctoring(doctor)
+    async with AsyncPartner(governed.url, me("GBR"), transport=proxy) as gbr:
+        await gbr.verify_governance(pinned_root())
+        with pytest.raises(GovernanceError) as refused:
+            await gbr.publish(BUNDLE, USA_ONLY)
+    assert refused.value.code == "key_not_in_registry"
+    assert "USA" in refused.value.message
+    assert proxy.posted == 0
+    assert list(governed.redis().scan_iter("tl:report:*")) == []
+
+
+async def test_a_node_pinned_by_digest_finds_its_root_among_the_documents(
+    governed: RunningBroker,
+) -> None:
+    digest = "sha256:" + hashlib.sha256(pinned_root()).hexdigest()
+    async with AsyncPartner(governed.url, me("GBR")) as gbr:
+        verified = await gbr.verify_governance(digest)
+        assert verified.trust.root.version == 1
+        with pytest.raises(GovernanceError) as refused:
+            await gbr.verify_governance("sha256:" + "0" * 64)
+    assert refused.value.code == "pinned_root_not_served"
