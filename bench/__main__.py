@@ -27,7 +27,17 @@ from bench.scenarios import ingest as ingest_scenario
 from bench.scenarios import scaling
 
 RESULTS = Path(__file__).parent / "results"
-SCENARIOS = ("decisions", "ingest", "profile", "scaling", "memory", "e2e", "delivery", "medallion")
+SCENARIOS = (
+    "decisions",
+    "ingest",
+    "profile",
+    "scaling",
+    "memory",
+    "e2e",
+    "delivery",
+    "governance",
+    "medallion",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 "e2e": lambda: results.update(e2e=_e2e(tmp, fleet, server.url, args.quick)),
                 "delivery": lambda: results.update(
                     delivery=_delivery(tmp, fleet, server.url, args.quick)
+                ),
+                "governance": lambda: results.update(
+                    governance=_governance(tmp, server.url, args.quick)
                 ),
                 "medallion": lambda: results.update(medallion=_medallion(args.quick)),
             }
@@ -117,6 +130,12 @@ def _delivery(tmp: Path, fleet: harness.Fleet, url: str, quick: bool) -> dict[st
     from bench.scenarios.delivery import delivery_throughput
 
     return delivery_throughput(tmp, fleet, url, quick)
+
+
+def _governance(tmp: Path, url: str, quick: bool) -> dict[str, Any]:
+    from bench.scenarios.governance import governance
+
+    return governance(tmp, url, quick)
 
 
 def _medallion(quick: bool) -> dict[str, Any]:

@@ -73,6 +73,7 @@ def markdown(results: dict[str, Any]) -> str:
         ("Scaling with inbox depth", "scaling_inbox"),
         ("Redis memory per queued report", "memory"),
         ("Policy decision time", "decisions"),
+        ("Governance: a node verifying the broker, on against off", "governance"),
         ("Peer: medallion (TAXII 2.1 reference server)", "medallion"),
     ):
         if key in results:
