@@ -394,6 +394,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(config.database)
+        ended = store.end_pending(
+            "interrupted: the gateway stopped before the broker answered; look for the report "
+            "with `tearline` before sending it again"
+        )
+        if ended:
+            log.warning("%d status resource(s) were pending when the gateway stopped", ended)
         # The node's client lives on a loop of its own (gateway.node): its crypto never stalls
         # the loop that serves TAXII.
         node = LoopThread(f"tearline-node-{identity.partner}")

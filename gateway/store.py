@@ -30,6 +30,9 @@ from gateway.taxii import (
     object_problem,
 )
 
+#: How long a status resource is kept (7 days), in microseconds.
+STATUS_RETENTION_US: Final = 7 * 86_400 * 1_000_000
+
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS objects (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS statuses (
     created     INTEGER NOT NULL,
     body        TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS statuses_by_age ON statuses (created);
 CREATE TABLE IF NOT EXISTS clock (
     one     INTEGER PRIMARY KEY CHECK (one = 1),
     last_us INTEGER NOT NULL
@@ -276,12 +280,38 @@ class Store:
 
     def put_status(self, status_id: str, collection: str, owner: str, body: Mapping[str, Any],
                    *, now_us: int) -> None:  # fmt: skip
+        """Make or update a status resource; those older than :data:`STATUS_RETENTION_US` go."""
         with self._write() as db:
             db.execute(
                 "INSERT INTO statuses (id, collection, owner, created, body) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
                 (status_id, collection, owner, now_us, json.dumps(body)),
             )
+            db.execute("DELETE FROM statuses WHERE created < ?", (now_us - STATUS_RETENTION_US,))
+
+    def end_pending(self, message: str) -> int:
+        """Turn every pending status (its publish was cut short by a stop) into failures with
+        ``message``; returns how many. Run at start, before any publish."""
+        with self._write() as db:
+            rows = db.execute("SELECT id, body FROM statuses").fetchall()
+            ended = 0
+            for status_id, text in rows:
+                body = json.loads(text)
+                if body.get("status") != "pending":
+                    continue
+                failures = [{**d, "message": message} for d in body.get("pendings", [])]
+                body.update(
+                    status="complete",
+                    pending_count=0,
+                    pendings=[],
+                    failure_count=body.get("failure_count", 0) + len(failures),
+                    failures=[*body.get("failures", []), *failures],
+                )
+                db.execute(
+                    "UPDATE statuses SET body = ? WHERE id = ?", (json.dumps(body), status_id)
+                )
+                ended += 1
+            return ended
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ async def head(state: State, caller: Caller) -> dict[str, Any]:
 @router.get(
     "/log/entries",
     summary="The log's leaves (each a governance document's bytes), from index start",
-    responses=errors(400, 401, 503),
+    responses=errors(400, 401, 422, 503),
 )
 async def entries(
     state: State,
@@ -84,7 +84,7 @@ async def entries(
 @router.get(
     "/log/proofs/inclusion",
     summary="RFC 9162 inclusion proof of leaf index in the tree of tree_size leaves",
-    responses=errors(400, 401, 503),
+    responses=errors(400, 401, 422, 503),
 )
 async def inclusion(
     state: State,
@@ -105,7 +105,7 @@ async def inclusion(
 @router.get(
     "/log/proofs/consistency",
     summary="RFC 9162 consistency proof from the tree of first leaves to that of second",
-    responses=errors(400, 401, 503),
+    responses=errors(400, 401, 422, 503),
 )
 async def consistency(
     state: State,

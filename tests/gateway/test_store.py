@@ -192,3 +192,30 @@ def test_paging_skips_and_repeats_nothing_while_reports_arrive(store: Store) -> 
     assert before <= set(seen), "an object stored before paging began was skipped"
     assert set(seen) - before <= set(inserted)
     assert inserted, "the writer inserted nothing while the pages were read"
+
+
+def test_status_resources_are_kept_a_week(store: Store) -> None:
+    from gateway.store import STATUS_RETENTION_US
+
+    store.put_status("old", "share", "siem", {"id": "old"}, now_us=NOW)
+    store.put_status("new", "share", "siem", {"id": "new"}, now_us=NOW + STATUS_RETENTION_US)
+    assert store.status("new") == ("share", "siem", {"id": "new"})
+    assert store.status("old") is not None  # exactly a week: still there
+    store.put_status("newer", "share", "siem", {}, now_us=NOW + STATUS_RETENTION_US + 1)
+    assert store.status("old") is None
+
+
+def test_statuses_left_pending_by_a_stop_end_as_failures(store: Store) -> None:
+    from gateway.taxii import StatusDetail, status_resource
+
+    pending = status_resource("s1", NOW, [], [], [StatusDetail("indicator--a", "v1")])
+    done = status_resource("s2", NOW, [StatusDetail("indicator--b", "v1")], [], [])
+    store.put_status("s1", "share", "siem", pending, now_us=NOW)
+    store.put_status("s2", "share", "siem", done, now_us=NOW)
+    assert store.end_pending("interrupted") == 1
+    found = store.status("s1")
+    assert found is not None
+    body = found[2]
+    assert (body["status"], body["pending_count"], body["failure_count"]) == ("complete", 0, 1)
+    assert body["failures"] == [{"id": "indicator--a", "version": "v1", "message": "interrupted"}]
+    assert store.status("s2") == ("share", "siem", done)

@@ -4,13 +4,12 @@ real governed broker: what the people who run nodes and who govern see."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from clients import cli
 from clients.keyfile import write_keypair
@@ -119,7 +118,7 @@ def test_keys_monitor_flags_a_key_its_owner_never_made(
     assert kids["USA-enc-1"] == [1, 2]
 
 
-PUBLISH_REFUSALS = {
+PUBLISH_REFUSALS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "registry signed by one holder": (
         "registry",
         lambda: registry_doc(2, "GBR"),
