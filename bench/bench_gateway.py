@@ -3,7 +3,11 @@ published) until ``get_objects`` on USA's gateway (received, verified, opened, s
 has served every one of them, with the OASIS client (taxii2-client) at both ends.
 
 Separate processes on loopback: ``tearline serve`` (with its embedded redis-server) and two
-``tearline gateway serve``. The medallion comparison is left out.
+``tearline gateway serve``. The baseline, measured in the same run with the same client and the
+same objects in the same envelopes: medallion 3 (the OASIS TAXII 2.1 reference server, memory
+backend, in its own venv under bench/.cache), ``add_objects`` then ``get_objects`` until it has
+served every one. medallion stores and serves; the gateways also check, seal, sign, route
+through a broker, verify, open and stamp, so the ratio is the price of all that.
 
     python -m bench.bench_gateway [--quick]
 
@@ -132,6 +136,47 @@ def gateway_process(config: Path, port: int, log: Path) -> Iterator[str]:
             process.wait()
 
 
+def medallion_run(url: str, objects: int, per_envelope: int) -> float:
+    """The same measurement against one medallion collection: add, then read back every one."""
+    from bench.peers.medallion import PASSWORD as M_PASSWORD
+    from bench.peers.medallion import USER as M_USER
+
+    collection = Collection(url, user=M_USER, password=M_PASSWORD)
+    tag = uuid.uuid4().hex[:8]
+    batch = [indicator(tag) for _ in range(objects)]
+    wanted = {o["id"] for o in batch}
+    start = time.perf_counter()
+    for i in range(0, objects, per_envelope):
+        collection.add_objects({"objects": batch[i : i + per_envelope]})
+    seen: set[str] = set()
+    for _ in range(3):  # medallion stores synchronously: one full read finds them all
+        filters: dict[str, Any] = {"type": "indicator"}
+        while True:
+            page = collection.get_objects(limit=100, **filters)
+            seen |= {o["id"] for o in page.get("objects", [])}
+            if not page.get("more"):
+                break
+            filters["next"] = page["next"]
+        if wanted <= seen:
+            return objects / (time.perf_counter() - start)
+    raise RuntimeError(f"medallion served only {len(wanted & seen)} of {objects}")
+
+
+def medallion_rates(objects: int, per_envelope: int, runs: int, tmp: Path) -> list[float]:
+    from bench.peers.medallion import API_ROOT, COLLECTION, ensure_venv, run_medallion
+
+    python = ensure_venv(Path(__file__).parent / ".cache")
+    port = free_port()
+    process = run_medallion(python, port, tmp)
+    try:
+        url = f"http://127.0.0.1:{port}/{API_ROOT}/collections/{COLLECTION}/"
+        medallion_run(url, per_envelope, per_envelope)  # warm up
+        return [medallion_run(url, objects, per_envelope) for _ in range(runs)]
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a small run, for CI")
@@ -155,18 +200,28 @@ def main() -> None:
                 )
             one_run(urls["GBR"], urls["USA"], per_envelope, per_envelope)  # warm up
             rates = [one_run(urls["GBR"], urls["USA"], objects, per_envelope) for _ in range(runs)]
+        peer = medallion_rates(objects, per_envelope, runs, folder)
     median = statistics.median(rates)
+    peer_median = statistics.median(peer)
     print(
         f"gateway → broker → gateway: {median:,.0f} objects/s (median of {runs} runs of "
         f"{objects} objects, {per_envelope} per envelope; runs: "
         + ", ".join(f"{r:,.0f}" for r in rates)
         + ")"
     )
+    print(
+        f"medallion add then get, same objects and client: {peer_median:,.0f} objects/s "
+        f"(runs: {', '.join(f'{r:,.0f}' for r in peer)}); gateway/medallion "
+        f"{median / peer_median:.3f}"
+    )
     path = write(
         "gateway",
         {
             "objects_per_s": median,
             "runs": rates,
+            "medallion_objects_per_s": peer_median,
+            "medallion_runs": peer,
+            "vs_medallion": median / peer_median,
             "objects": objects,
             "per_envelope": per_envelope,
             "setup": "tearline serve (embedded redis-server) and two `tearline gateway serve`, "

@@ -186,6 +186,23 @@ async def test_suspension_by_one_party_stops_queued_deliveries(governed: Running
         assert await usa.inbox(wait_s=1.5) == []
 
 
+async def test_termination_by_one_party_ends_the_agreement_and_queued_deliveries(
+    governed: RunningBroker,
+) -> None:
+    async with (
+        AsyncPartner(governed.url, me("GBR")) as gbr,
+        AsyncPartner(governed.url, me("USA")) as usa,
+    ):
+        await gbr.publish(BUNDLE, USA_ONLY)
+        put(governed.policies, "status-gbr-usa.json", status_doc("gbr-usa", "terminated", "GBR"))
+        assert reload(governed), governed.state.policy_error
+        agreement = governed.state.policy.agreements["gbr-usa"]
+        assert not agreement.in_force(governed.state.clock())
+        assert await usa.inbox(wait_s=1.5) == []
+        verified = await usa.verify_governance(pinned_root())
+        assert "gbr-usa" not in verified.trust.agreements  # the node sees it ended too
+
+
 def test_a_published_suspension_survives_its_file_being_deleted(governed: RunningBroker) -> None:
     put(governed.policies, "status-gbr-usa.json", status_doc("gbr-usa", "suspended", "USA"))
     assert reload(governed), governed.state.policy_error
