@@ -163,18 +163,24 @@ def medallion_run(url: str, objects: int, per_envelope: int) -> float:
 
 
 def medallion_rates(objects: int, per_envelope: int, runs: int, tmp: Path) -> list[float]:
+    """A fresh medallion per run: its memory backend scans every stored object on a read, so
+    a collection left over from the run before would slow the next one (149, 42, 19 objects/s
+    in one test of three runs on one server)."""
     from bench.peers.medallion import API_ROOT, COLLECTION, ensure_venv, run_medallion
 
     python = ensure_venv(Path(__file__).parent / ".cache")
-    port = free_port()
-    process = run_medallion(python, port, tmp)
-    try:
-        url = f"http://127.0.0.1:{port}/{API_ROOT}/collections/{COLLECTION}/"
-        medallion_run(url, per_envelope, per_envelope)  # warm up
-        return [medallion_run(url, objects, per_envelope) for _ in range(runs)]
-    finally:
-        process.kill()
-        process.wait(10)
+    rates = []
+    for _ in range(runs):
+        port = free_port()
+        process = run_medallion(python, port, tmp)
+        try:
+            url = f"http://127.0.0.1:{port}/{API_ROOT}/collections/{COLLECTION}/"
+            medallion_run(url, per_envelope, per_envelope)  # warm up
+            rates.append(medallion_run(url, objects, per_envelope))
+        finally:
+            process.kill()
+            process.wait(10)
+    return rates
 
 
 def main() -> None:
