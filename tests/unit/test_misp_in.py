@@ -149,3 +149,20 @@ def test_what_is_not_a_misp_event_is_refused(event: Any) -> None:
         bundle_from_misp(event, label("RED"))
     assert info.value.code == "invalid_misp"
     assert info.value.details["findings"]
+
+
+PUBLISHED_EXAMPLE = Path(__file__).parents[1] / "vectors/misp/misp-stix-event-with-tags.json"
+
+
+def test_misp_stixs_published_event_with_tags_converts_with_its_tlp_white_marking() -> None:
+    # tlp:white is TLP:CLEAR: any label is at least as restrictive, CLEAR itself included. The
+    # event is not published, so misp-stix makes a grouping of it (its documentation shows a
+    # report for this example, and a grouping for an unpublished event in the one before).
+    bundle = bundle_from_misp(PUBLISHED_EXAMPLE.read_bytes(), label("CLEAR"))
+    types = sorted(o["type"] for o in bundle["objects"])
+    assert types == ["grouping", "identity", "marking-definition", "note"]
+    (report,) = (o for o in bundle["objects"] if o["type"] == "grouping")
+    assert report["name"] == "MISP-STIX-Converter test event"
+    assert tlp_of_object(report, tlp_definitions(bundle["objects"])) == "CLEAR"
+    assert 'misp-galaxy:mitre-attack-pattern="Code Signing - T1116"' in report["labels"]
+    assert check_bundle(json.dumps(bundle), label("CLEAR")) == bundle
