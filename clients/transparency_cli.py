@@ -18,6 +18,7 @@ import typer
 from clients.errors import TearlineError
 from clients.governance.documents import parse_envelope, parse_registry
 from clients.governance.log import LogError, split_view, verify_tree_head
+from clients.governance_cli import _fail
 from clients.keyfile import Identity
 from clients.protocol.encoding import format_time
 from clients.protocol.identity import KeyRecord
@@ -40,11 +41,6 @@ MemoryOption = Annotated[
         help="The file where this node keeps the last head it accepted.",
     ),
 ]
-
-
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(exit_code)
 
 
 def _identity(path: Path) -> Identity:
