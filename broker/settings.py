@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     failed_auth_burst: PositiveInt = 20
     # An SSE stream is closed after this; the client reconnects with a fresh signature, so an
     # open stream never outlives the authorisation it was opened with by long.
-    stream_max_lifetime_s: PositiveInt = 3600
+    stream_max_lifetime_s: Annotated[float, Field(gt=0)] = 3600.0
     # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips); none by
     # default, so a client cannot pick its own source address for the per-address budget.
     trusted_proxies: str = ""
