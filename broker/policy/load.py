@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
 from referencing import Registry as SchemaRegistry
 from referencing import Resource
 
@@ -33,6 +32,9 @@ from clients.errors import IdentityError, LabelError, PolicyError
 from clients.protocol.encoding import parse_time
 from clients.protocol.identity import KeyRecord, Partner, Registry
 from clients.protocol.label import Scheme
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 REGISTRY = "governance/registry.json"
 
@@ -59,6 +61,11 @@ def _schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    # Imported here, not above: importing jsonschema costs 2.4 s on this machine (its format
+    # checkers build rfc3987-syntax's grammar, installed for stix2-validator), which every
+    # `tearline` command and broker process would pay at start whether it reads YAML or not.
+    from jsonschema import Draft202012Validator
+
     # The operators schema reuses the partners schema's entry: both are registered by $id.
     known = SchemaRegistry().with_resources(
         (s["$id"], Resource.from_contents(s)) for s in map(_schema, ("partners", "operators"))
