@@ -40,6 +40,7 @@ from broker.policy.fingerprint import (
 from broker.policy.folder import read_policy_folder
 from broker.policy.governed import is_governed
 from broker.policy.load import check_files, load_files
+from clients.protocol.encoding import format_time
 
 if TYPE_CHECKING:
     from broker.state import BrokerState
@@ -77,6 +78,8 @@ class PolicyReloads:
     loaded_at: datetime | None = None
     refused: Refusal | None = None
     outstanding: bool = False
+    # The expiry of the governed documents in force, once the operator has been told of it.
+    expiry_told: datetime | None = None
     # One reload at a time: a slow round finishing after a newer one must not undo it.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
@@ -170,12 +173,31 @@ async def _load(state: BrokerState, files: PolicyFiles, folder: Fingerprint) -> 
     return Outcome.APPLIED
 
 
+def tell_expiry(state: BrokerState) -> None:
+    """Say once, as an error, that the signed registry or root in force has expired: from then
+    on no agreement is in force (``broker.policy.governed``) until a new version is published,
+    and an operator who sees deliveries stop should not have to guess why."""
+    governance = state.policy.governance
+    if governance is None or state.clock() < governance.expires:
+        return
+    if state.reloads.expiry_told == governance.expires:
+        return
+    state.reloads.expiry_told = governance.expires
+    log.error(
+        "the signed registry in force (version %d) or its root expired at %s: no agreement is "
+        "in force and nothing is routed until its holders publish a new version",
+        governance.registry.version,
+        format_time(governance.expires),
+    )
+
+
 async def watch(state: BrokerState, interval_s: float) -> None:
     """Every ``interval_s``, reload the folder if its content changed; never give up."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await reload(state)
+            tell_expiry(state)
         except (RedisError, OSError) as exc:  # Redis away: the folder is loaded again next round
             log.warning("policy reload postponed: %s", exc)
         except Exception:

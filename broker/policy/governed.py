@@ -62,6 +62,12 @@ class Governed:
     def partners(self) -> tuple[Partner, ...]:
         return self.registry.partners
 
+    @property
+    def expires(self) -> datetime:
+        """When the documents in force stop being trusted: the earlier of the root's and the
+        registry's expiry. No agreement is in force past it (see :func:`verify_governed`)."""
+        return min(self.root.expires, self.registry.expires)
+
     def summary(self) -> dict[str, Any]:
         return {
             "root_version": self.root.version,
@@ -141,6 +147,12 @@ def verify_governed(
             statuses.append(status)
             status_bytes.append(data)
 
+    version = trust.registry_version
+    assert version is not None  # _registry trusted one
+    # An agreement is in force only while the root and registry it was verified under are:
+    # a registry that expires while in force (frozen: its holders stopped signing, or someone
+    # keeps them from it) then routes nothing at the broker, as the nodes refuse it too.
+    trusted_until = min(trust.root.expires, version.expires)
     agreements: dict[str, tuple[str, dict[str, Any]]] = {}
     for aid, (path, signed) in trusted_agreements.items():
         terms = dict(signed.agreement)
@@ -152,6 +164,8 @@ def verify_governed(
                 terms["suspended"] = True  # ended before it began: never in force
             elif stopped.issued < parse_time(terms["valid_until"]):
                 terms["valid_until"] = format_time(stopped.issued)
+        if trusted_until < parse_time(terms["valid_until"]):
+            terms["valid_until"] = format_time(trusted_until)  # maybe before it begins: never
         agreements[aid] = (path, terms)
 
     if problems:
@@ -162,8 +176,6 @@ def verify_governed(
         *(files[path] for path, _ in trusted_agreements.values()),
         *status_bytes,
     )
-    version = trust.registry_version
-    assert version is not None  # _registry trusted one
     return (
         Governed(trust.root, version, agreements, ignored, unsigned, tuple(documents)),
         [],

@@ -77,6 +77,17 @@ def _term(
         return f"no agreement has both {originator} and {pid} as parties" + _unsigned(
             policy, originator, pid
         )
+    governance = policy.governance
+    if (
+        reason is Reason.AGREEMENT_NOT_IN_FORCE
+        and governance is not None
+        and not agreement.suspended
+        and agreement.valid_until == governance.expires
+        and (now >= agreement.valid_until or agreement.valid_from >= agreement.valid_until)
+    ):
+        when = format_time(governance.expires)
+        ended = f"expired at {when}" if now >= governance.expires else f"expires at {when}"
+        return f"the signed registry it rests on {ended}: its holders must sign a new version"
     return _agreement_term(reason, agreement, label, pid, level, suite, now)
 
 

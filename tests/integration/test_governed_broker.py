@@ -8,21 +8,26 @@ stayed as it was and nothing was delivered.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broker.keys import load as load_broker_key
+from broker.policy.engine import Reason
 from broker.policy.why import explain_all
+from broker.reload import tell_expiry
 from clients import AsyncPartner, Label
+from clients.errors import DeniedError
 from clients.governance.documents import GovernanceError
 from clients.governance.log import LogError, split_view, verify_tree_head
 from clients.governance.node import NodeMemory, verify_broker
-from clients.protocol.encoding import b64e
+from clients.protocol.encoding import b64e, format_time
 from tests.integration.conftest import AGREEMENTS, RunningBroker, me, running_broker
 from tests.integration.governed import (
     agreement_doc,
@@ -133,6 +138,45 @@ def test_freeze_attack_on_the_broker(governed: RunningBroker) -> None:
     )
     assert governed.state.policy.governance is not None
     assert governed.state.policy.governance.registry.version == 1
+
+
+async def test_freeze_attack_while_in_force_stops_routing_at_the_expiry(
+    governed: RunningBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Version 2 verifies now and expires in a few seconds; nobody signs a version 3. Past the
+    # expiry the broker routes nothing by it: what was queued is withheld, a new report is
+    # refused, explain says why, and the operator is told once, without any reload.
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    put(governed.policies, "registry.json", registry_doc(2, expires=format_time(expires)))
+    assert reload(governed), governed.state.policy_error
+    async with (
+        AsyncPartner(governed.url, me("GBR")) as gbr,
+        AsyncPartner(governed.url, me("USA")) as usa,
+    ):
+        receipt = await gbr.publish(BUNDLE, USA_ONLY)
+        assert [d.partner for d in receipt.recipients] == ["USA"]
+        await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.2)
+        assert await usa.inbox(wait_s=1.5) == []
+        with pytest.raises(DeniedError) as refused:
+            await gbr.publish(BUNDLE, USA_ONLY)
+        assert refused.value.code == "no_recipients"
+    policy = governed.state.policy
+    now = governed.state.clock()
+    decisions = policy.decide(USA_ONLY, "GBR", "classic", now)
+    assert decisions["USA"].reason is Reason.AGREEMENT_NOT_IN_FORCE
+    usa_line = next(
+        line
+        for line in explain_all(policy, USA_ONLY, "GBR", "classic", now, decisions)
+        if line.partner == "USA"
+    )
+    assert f"registry it rests on expired at {format_time(expires)}" in usa_line.term
+    withheld = [e for _, e in governed.redis().xrange("tl:audit") if e.get(b"event") == b"withheld"]
+    assert [e[b"report"].decode() for e in withheld] == [receipt.id]
+    tell_expiry(governed.state)  # the watcher may have told it already: once, either way
+    tell_expiry(governed.state)
+    told = [r for r in caplog.records if "nothing is routed until its holders" in r.message]
+    assert len(told) == 1
+    assert told[0].levelname == "ERROR"
 
 
 def test_root_rotated_without_the_old_threshold_is_refused(governed: RunningBroker) -> None:
