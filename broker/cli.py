@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from broker import installed  # noqa: F401  (first: an SDK-only install stops here)
 from broker.policy.fingerprint import fingerprint
 from broker.policy.folder import read_policy_folder
 from broker.policy.load import check_files, check_policies

@@ -93,6 +93,8 @@ class Tamper:
             new = self.junk
         elif self.how == "truncate":
             new = value[: self.at]
+        elif self.how == "flip" and not value:
+            return False  # an empty field (a junk header's) has no character to change
         elif self.how == "flip":
             # Inside the base64 of the signature, off its last character (whose low bits are
             # padding): a change there is a change of the bytes; anywhere in the other fields.
