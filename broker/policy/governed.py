@@ -64,9 +64,8 @@ class Governed:
 
     @property
     def expires(self) -> datetime:
-        """When the documents in force stop being trusted: the earlier of the root's and the
-        registry's expiry. No agreement is in force past it (see :func:`verify_governed`)."""
-        return min(self.root.expires, self.registry.expires)
+        """When the documents in force stop being trusted; no agreement is in force past it."""
+        return _trusted_until(self.root, self.registry)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -78,6 +77,14 @@ class Governed:
             "agreements_signed": sorted(self.agreements),
             "not_in_force": dict(sorted(self.ignored.items())),
         }
+
+
+def _trusted_until(root: Root, registry: RegistryVersion) -> datetime:
+    """The earlier of the two expiries. An agreement is in force only while the root and the
+    registry it was verified under are: a registry that expires while in force (frozen: its
+    holders stopped signing, or someone keeps them from it) then routes nothing at the broker,
+    as the nodes refuse it too."""
+    return min(root.expires, registry.expires)
 
 
 def is_governed(paths: Sequence[str] | Mapping[str, bytes]) -> bool:
@@ -149,10 +156,7 @@ def verify_governed(
 
     version = trust.registry_version
     assert version is not None  # _registry trusted one
-    # An agreement is in force only while the root and registry it was verified under are:
-    # a registry that expires while in force (frozen: its holders stopped signing, or someone
-    # keeps them from it) then routes nothing at the broker, as the nodes refuse it too.
-    trusted_until = min(trust.root.expires, version.expires)
+    trusted_until = _trusted_until(trust.root, version)
     agreements: dict[str, tuple[str, dict[str, Any]]] = {}
     for aid, (path, signed) in trusted_agreements.items():
         terms = dict(signed.agreement)

@@ -77,18 +77,8 @@ def _term(
         return f"no agreement has both {originator} and {pid} as parties" + _unsigned(
             policy, originator, pid
         )
-    governance = policy.governance
-    if (
-        reason is Reason.AGREEMENT_NOT_IN_FORCE
-        and governance is not None
-        and not agreement.suspended
-        and agreement.valid_until == governance.expires
-        and (now >= agreement.valid_until or agreement.valid_from >= agreement.valid_until)
-    ):
-        when = format_time(governance.expires)
-        ended = f"expired at {when}" if now >= governance.expires else f"expires at {when}"
-        return f"the signed registry it rests on {ended}: its holders must sign a new version"
-    return _agreement_term(reason, agreement, label, pid, level, suite, now)
+    trusted_until = policy.governance.expires if policy.governance else None
+    return _agreement_term(reason, agreement, label, pid, level, suite, now, trusted_until)
 
 
 def _unsigned(policy: Policy, originator: str, pid: str) -> str:
@@ -113,10 +103,19 @@ def _agreement_term(
     level: str,
     suite: str,
     now: datetime,
+    trusted_until: datetime | None,
 ) -> str:
     if reason is Reason.AGREEMENT_NOT_IN_FORCE:
         if agreement.suspended:
             return "the agreement is suspended"
+        if agreement.valid_until == trusted_until and (
+            now >= trusted_until or agreement.valid_from >= trusted_until
+        ):  # cut short by the governed documents' expiry (broker.policy.governed)
+            ended = "expired" if now >= trusted_until else "expires"
+            return (
+                f"the signed registry it rests on {ended} at {format_time(trusted_until)}: "
+                "its holders must sign a new version"
+            )
         if now < agreement.valid_from:
             return f"in force from {format_time(agreement.valid_from)}"
         return f"ended {format_time(agreement.valid_until)}"

