@@ -228,11 +228,20 @@ def serve(
         err=True,
     )
 
+    # Before anything opens a file: the workers and the embedded Redis inherit the limit.
+    from broker.admission import raise_open_files_limit
+
+    soft, _hard = raise_open_files_limit()
+    typer.echo(f"open files limit {soft}", err=True)
     with _stop_on_signals(), contextlib.ExitStack() as stack:
         if settings.redis_url is None:
             try:
                 embedded = stack.enter_context(
-                    EmbeddedRedis(settings.data_dir / "redis", appendfsync=settings.appendfsync)
+                    EmbeddedRedis(
+                        settings.data_dir / "redis",
+                        appendfsync=settings.appendfsync,
+                        maxmemory_bytes=settings.redis_maxmemory_bytes,
+                    )
                 )
             except TearlineError as exc:
                 raise _fail(exc.message, 1) from None
@@ -241,7 +250,8 @@ def serve(
             os.environ["REDIS_URL"] = embedded.url
             typer.echo(
                 f"embedded redis-server (pid {embedded.pid}) at {embedded.url}, "
-                f"AOF appendfsync {settings.appendfsync} in {embedded.data_dir}",
+                f"AOF appendfsync {settings.appendfsync} in {embedded.data_dir}, maxmemory "
+                f"{settings.redis_maxmemory_bytes} bytes (noeviction)",
                 err=True,
             )
         uvicorn.run(

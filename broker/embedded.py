@@ -116,6 +116,7 @@ class EmbeddedRedis:
         *,
         port: int | None = None,
         appendfsync: Literal["everysec", "always"] = "everysec",
+        maxmemory_bytes: int | None = None,
         executable: str | Path | None = None,
         start_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
@@ -124,6 +125,7 @@ class EmbeddedRedis:
         self.host = "127.0.0.1"
         self._requested_port = port
         self.appendfsync = appendfsync
+        self.maxmemory_bytes = maxmemory_bytes
         self._executable = str(executable) if executable is not None else None
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -244,6 +246,10 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", str(self.log_path),
+            # Never evict: a full Redis refuses writes (the broker answers 503 and alerts the
+            # operator before that, broker.memory) rather than silently dropping reports.
+            "--maxmemory-policy", "noeviction",
+            *(["--maxmemory", str(self.maxmemory_bytes)] if self.maxmemory_bytes else []),
         ]  # fmt: skip
 
     def _spawn(self, executable: str, port: int) -> None:

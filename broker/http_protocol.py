@@ -8,7 +8,9 @@ whole. Here, per connection:
 - the request line and headers must be complete within ``header_timeout_s`` of the connection
   opening (or of the previous response, on a kept-alive connection), else it is closed;
 - they may not exceed ``max_header_bytes`` or ``max_header_count`` lines: past that the
-  client gets a 431 and the connection is closed, before anything is buffered further.
+  client gets a 431 and the connection is closed, before anything is buffered further;
+- a connection past ``max_connections_per_address`` or ``max_connections`` is reset as it is
+  accepted (:mod:`broker.admission`).
 
 ``tearline serve`` runs uvicorn with this class (``--http broker.http_protocol:…``); the app's
 own :class:`broker.api.limits.HeaderLimits` checks the same bounds again for any other server.
@@ -18,11 +20,13 @@ Tied to uvicorn's httptools protocol internals: the pin in pyproject.toml says w
 from __future__ import annotations
 
 import asyncio
+import weakref
 from functools import cache
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from broker.admission import Admission, connection_limit
 from broker.settings import Settings
 
 _431 = (
@@ -36,10 +40,28 @@ _BODY_431 = (
 
 
 @cache
-def _limits() -> tuple[float, int, int]:
+def _settings() -> Settings:
     # The same settings the app reads (environment), once per process.
-    s = Settings()
+    return Settings()
+
+
+def _limits() -> tuple[float, int, int]:
+    s = _settings()
     return s.header_timeout_s, s.max_header_bytes, s.max_header_count
+
+
+# One count per server (uvicorn's ServerState), so brokers run side by side in one process (the
+# tests' threads) do not share their connection bounds.
+_ADMISSIONS: weakref.WeakKeyDictionary[Any, Admission] = weakref.WeakKeyDictionary()
+
+
+def admission_of(server_state: Any) -> Admission:
+    admission = _ADMISSIONS.get(server_state)
+    if admission is None:
+        s = _settings()
+        admission = Admission(connection_limit(s), s.max_connections_per_address)
+        _ADMISSIONS[server_state] = admission
+    return admission
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -50,12 +72,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._refused = False
+        self._address: str | None = None  # set once the connection is admitted
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unix"
+        if admission_of(self.server_state).admit(address) is not None:
+            # Past a bound: reset at once (no FIN_WAIT, no parser, no timer), before uvicorn
+            # knows of the connection; connection_lost then has nothing to undo.
+            transport.abort()
+            return
+        self._address = address
         super().connection_made(transport)
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is None:
+            return  # refused at accept
+        admission_of(self.server_state).release(self._address)
+        self._address = None
         self._disarm_header_deadline()
         super().connection_lost(exc)
 

@@ -107,6 +107,39 @@ class Settings(BaseSettings):
     # An SSE stream is closed after this; the client reconnects with a fresh signature, so an
     # open stream never outlives the authorisation it was opened with by long.
     stream_max_lifetime_s: Annotated[float, Field(gt=0)] = 3600.0
+    # A signed request costs one token of its signer's budget, plus one per this many bytes of
+    # body: a 1 MiB envelope costs 17, so bytes are budgeted, not only requests (issue 16).
+    request_bytes_per_token: PositiveInt = 64 * 1024
+    # A preview's body holds one label: anything much larger is refused (413) before the
+    # signature is checked or the JSON parsed (clients.protocol.label bounds the label itself).
+    max_preview_bytes: PositiveInt = 32 * 1024
+    # A page of GET /v1/inbox (or a batch of SSE events) stops before the entry that would take
+    # its envelopes past this; it always holds at least one entry.
+    max_inbox_page_bytes: PositiveInt = 4 * MiB
+
+    # --- storage quotas (broker.store: counted in the ingest script, atomically) ---
+    # Entries waiting in one partner's inbox (not yet acknowledged, set aside or withdrawn),
+    # and their envelopes' bytes: a recipient that stops reading cannot make Redis grow.
+    max_inbox_queued_reports: PositiveInt = 10_000
+    max_inbox_queued_bytes: PositiveInt = 256 * MiB
+    # What one originator holds in the store: its reports accepted within the retention window
+    # (each is kept that long, acknowledged or not), and their envelopes' bytes.
+    max_originator_stored_reports: PositiveInt = 100_000
+    max_originator_stored_bytes: PositiveInt = 512 * MiB
+    # Redis memory: the embedded redis-server's maxmemory (with noeviction: a full Redis
+    # refuses writes, it never drops data); new reports are refused (503 store_full) above
+    # this fraction of Redis's maxmemory, so acks, reads and recalls keep working.
+    redis_maxmemory_bytes: PositiveInt = 2048 * MiB
+    store_high_water_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    # How often the broker reads Redis's memory use (INFO memory).
+    store_memory_check_s: Annotated[float, Field(gt=0)] = 2.0
+
+    # --- connections, per broker process, counted before any byte is read ---
+    max_connections: PositiveInt = 4096
+    max_connections_per_address: PositiveInt = 256
+    # Descriptors kept for the broker's own files (beyond its Redis pools): policy reloads, log
+    # files, the embedded Redis's pipes. max_connections is lowered to fit under RLIMIT_NOFILE.
+    reserved_file_descriptors: PositiveInt = 64
     # Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips); none by
     # default, so a client cannot pick its own source address for the per-address budget.
     trusted_proxies: str = ""
@@ -129,6 +162,15 @@ class Settings(BaseSettings):
                 "blocking_readers_per_partner cannot exceed blocking_readers_max "
                 f"({self.blocking_readers_per_partner} > {self.blocking_readers_max})"
             )
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError(
+                "max_connections_per_address cannot exceed max_connections "
+                f"({self.max_connections_per_address} > {self.max_connections})"
+            )
+        # A quota smaller than one envelope would refuse every report of that size for good.
+        for name in ("max_inbox_queued_bytes", "max_originator_stored_bytes"):
+            if getattr(self, name) < self.max_envelope_bytes:
+                raise ValueError(f"{name} cannot be below max_envelope_bytes")
         return self
 
     @field_validator("redis_url", "public_url", mode="before")

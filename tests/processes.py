@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -33,7 +34,10 @@ class BrokerProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        # Run in the child before exec: e.g. a lowered RLIMIT_NOFILE, as a host might set it.
+        self._preexec_fn = preexec_fn
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -83,6 +87,7 @@ class BrokerProcess:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=self._preexec_fn,
             )
         self.starts += 1
         deadline = time.monotonic() + ready_timeout_s
