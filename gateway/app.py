@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.partner import AsyncPartner
 from clients.protocol.identity import Identity
+from clients.stix.markings import tlp_rank
 from gateway import sync, writer
 from gateway.auth import CHALLENGE, Authenticator, FailureBudget
 from gateway.config import RECEIVED, GatewayConfig, User, WritableCollection
@@ -34,6 +36,8 @@ from gateway.taxii import (
     MEDIA_TYPE_TAXII,
     TaxiiError,
     accepts_taxii,
+    authority_forms,
+    check_host,
     collection_id,
     envelope,
     is_taxii_content_type,
@@ -72,6 +76,8 @@ class Gateway:
     failures: FailureBudget
     publisher: writer.Publisher | None = None
     clock: Callable[[], int] = now_us
+    #: The ``Host`` values the configuration names (``public_url``, ``names``).
+    names: frozenset[str] = frozenset()
 
     def collections(self) -> list[Collection]:
         found = {
@@ -155,7 +161,32 @@ def _negotiate(request: Request) -> None:
         )  # fmt: skip
 
 
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _own_authorities(request: Request) -> frozenset[str]:
+    """The ``Host`` values of the address this connection reached (the socket's, not anything
+    the client sent); on loopback, ``localhost`` too."""
+    server = request.scope.get("server")
+    if not server:
+        return frozenset()
+    host, port = str(server[0]), server[1]
+    scheme = str(request.scope.get("scheme", "http"))
+    out: set[str] = set()
+    for name in _LOOPBACK if host in _LOOPBACK else {host}:
+        shown = f"[{name}]" if ":" in name else name
+        out |= authority_forms(f"{shown}:{port}" if port else shown, scheme)
+    return frozenset(out)
+
+
+def _host(request: Request) -> str:
+    """The request's ``Host``, once it is one this gateway answers for (421 otherwise)."""
+    gw = _gateway(request)
+    return check_host(request.headers.get("host"), gw.names | _own_authorities(request))
+
+
 def _begin(request: Request, api_root: str | None = None) -> tuple[Gateway, User]:
+    _host(request)  # before credentials: a request for another host is not this gateway's
     user = _authenticate(request)
     _negotiate(request)
     gw = _gateway(request)
@@ -202,7 +233,10 @@ def _resource(gw: Gateway, user: User, c: Collection) -> dict[str, Any]:
 
 def discovery(request: Request) -> Response:
     gw, _ = _begin(request)
-    base = (gw.config.public_url or str(request.base_url)).rstrip("/")
+    # From the configuration: public_url, else the Host checked above to be one of the
+    # gateway's own names (never a Host header taken as it came, nor X-Forwarded-*).
+    scheme = str(request.scope.get("scheme", "http"))
+    base = gw.config.public_url or f"{scheme}://{_host(request)}"
     root = f"{base}/{gw.config.api_root}/"
     return _json(
         {
@@ -296,8 +330,12 @@ def get_status(request: Request, api_root: str, status_id: str) -> Response:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise TaxiiError(400, "Bad request", "Content-Length is not a number")
+        # ASCII digits only: str.isdigit() takes "²", which int() then refuses (a 500).
+        if not re.fullmatch(r"[0-9]{1,19}", declared, re.ASCII):
+            raise TaxiiError(
+                400, "Bad request", "Content-Length is not a number of bytes",
+                error_code="invalid_content_length",
+            )  # fmt: skip
         if int(declared) > limit:
             raise TaxiiError(
                 413, "Payload too large",
@@ -365,7 +403,7 @@ async def _publish(gw: Gateway, w: WritableCollection, status_id: str, owner: st
             try:
                 await asyncio.to_thread(
                     gw.store.add_report, outcome.receipt.id, gw.me, [w.name],
-                    list(outcome.published), now_us=gw.clock(),
+                    list(outcome.published), now_us=gw.clock(), tlp_rank=tlp_rank(w.label.tlp),
                 )  # fmt: skip
             except Exception:  # published all the same: the status says so
                 log.exception("report %s was published but not copied locally", outcome.receipt.id)
@@ -411,6 +449,7 @@ def create_app(
             auth=Authenticator(config.users),
             failures=FailureBudget(),
             publisher=publisher or NodePublisher(partner, node),
+            names=config.authorities(),
         )
         app.state.gateway = gw
         app.state.tasks = set()

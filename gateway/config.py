@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import yaml
 
 from clients.errors import InputError, LabelError
 from clients.protocol.encoding import EncodingError, b64d, b64e
 from clients.protocol.label import Label
+from gateway.taxii import authority_forms
 
 #: A collection's short name: what users' rights and the id's UUIDv5 are made of.
 COLLECTION_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
@@ -159,8 +161,12 @@ class GatewayConfig:
     port: int = 9400
     api_root: str = "tearline"
     title: str = "Tearline gateway"
-    #: The URL clients reach the gateway at, for the discovery resource; default: the request's.
+    #: The URL clients reach the gateway at (behind a proxy): what discovery names, and a
+    #: ``Host`` the gateway answers for.
     public_url: str | None = None
+    #: Other ``Host`` values the gateway answers for (``host`` or ``host:port``), besides the
+    #: address it listens on and ``public_url``'s; any other ``Host`` is 421.
+    names: tuple[str, ...] = ()
     #: The largest page of objects served, whatever ``limit`` a client asks for.
     page_size: int = 100
     #: The largest POST body accepted, in bytes (the API root's ``max_content_length``).
@@ -173,10 +179,22 @@ class GatewayConfig:
     def writable(self, name: str) -> WritableCollection | None:
         return next((c for c in self.collections if c.name == name), None)
 
+    def authorities(self) -> frozenset[str]:
+        """The ``Host`` values configured names stand for (the listening address is added per
+        connection): ``public_url``'s authority and each of ``names``, with and without a
+        default port."""
+        out: set[str] = set()
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            out |= authority_forms(parts.netloc, parts.scheme)
+        for name in self.names:
+            out |= authority_forms(name, "http") | authority_forms(name, "https")
+        return frozenset(out)
+
 
 _TOP: Final = {
-    "listen", "broker", "identity", "database", "api_root", "title", "public_url", "page_size",
-    "max_content_length", "consumer", "users", "collections",
+    "listen", "broker", "identity", "database", "api_root", "title", "public_url", "names",
+    "page_size", "max_content_length", "consumer", "users", "collections",
 }  # fmt: skip
 
 
@@ -200,6 +218,42 @@ def _int(value: object, where: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(f"{where} must be an integer from {low} to {high}")
     return value
+
+
+_NAME: Final = re.compile(
+    r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:[0-9]{1,5})?", re.ASCII
+)
+
+
+def _public_url(value: object) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or "@" in parts.netloc
+        or not _NAME.fullmatch(parts.netloc)
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            "public_url must be the http(s) URL clients reach the gateway at, like "
+            "https://taxii.gbr.example (no user, query or fragment)"
+        )
+    return str(value).rstrip("/")
+
+
+def _names(value: object) -> tuple[str, ...]:
+    names = _str_list(value, "names")
+    bad = [n for n in names if not _NAME.fullmatch(n)]
+    if bad:
+        raise ConfigError(
+            f"names: {bad[0]!r} is not a host name or address, with an optional :port "
+            "(taxii.gbr.example, 10.0.0.5:9400)"
+        )
+    return names
 
 
 def parse_config(data: object, base: Path) -> GatewayConfig:
@@ -232,7 +286,8 @@ def parse_config(data: object, base: Path) -> GatewayConfig:
         port=_int(listen.get("port", 9400), "listen.port", 0, 65535),
         api_root=api_root,
         title=str(top.get("title", "Tearline gateway")),
-        public_url=top.get("public_url"),
+        public_url=_public_url(top.get("public_url")),
+        names=_names(top.get("names")),
         page_size=_int(top.get("page_size", 100), "page_size", 1, 10_000),
         max_content_length=_int(
             top.get("max_content_length", 1 << 20), "max_content_length", 1024, 64 << 20

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS holders (
     id          TEXT NOT NULL,
     version_key TEXT NOT NULL,
     report_id   TEXT NOT NULL,
+    json        TEXT,                -- the version as this report stamped it
+    tlp_rank    INTEGER NOT NULL DEFAULT 0,  -- its label's TLP, 0 (CLEAR) to 4 (RED)
     PRIMARY KEY (collection, id, version_key, report_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holders_by_report ON holders (report_id);
@@ -127,7 +129,15 @@ class Store:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db().executescript(_SCHEMA)  # each statement idempotent
+        db = self._db()
+        db.executescript(_SCHEMA)  # each statement idempotent
+        # A store made before holders kept each report's stamp: the columns are added (NULL
+        # json: such a version keeps the copy it has when a holder is recalled).
+        columns = {r[1] for r in db.execute("PRAGMA table_info(holders)")}
+        if "json" not in columns:
+            db.execute("ALTER TABLE holders ADD COLUMN json TEXT")
+        if "tlp_rank" not in columns:
+            db.execute("ALTER TABLE holders ADD COLUMN tlp_rank INTEGER NOT NULL DEFAULT 0")
 
     # --- connections ------------------------------------------------------------------------
 
@@ -181,9 +191,15 @@ class Store:
         now_us: int,
         agreement: str | None = None,
         titles: Mapping[str, str] | None = None,
+        tlp_rank: int = 0,
     ) -> Stored:
         """Store a report's objects in each of ``collections``, in one transaction. A report
-        already known (stored or recalled) changes nothing."""
+        already known (stored or recalled) changes nothing.
+
+        An object version several reports bring is one row, served as the holder with the
+        most restrictive TLP (``tlp_rank``, the report label's: 0 for CLEAR to 4 for RED)
+        stamped it, the first of them among equals; each holder's own stamp is kept, so a
+        recall leaves the version as a report that still holds it stamped it."""
         with self._write() as db:
             if db.execute("SELECT 1 FROM reports WHERE report_id = ?", (report_id,)).fetchone():
                 return Stored(0, 0, 0, duplicate=True)
@@ -207,6 +223,17 @@ class Store:
                     ).fetchone()
                     if exists:
                         already += 1
+                        (served,) = db.execute(
+                            "SELECT COALESCE(MAX(tlp_rank), -1) FROM holders"
+                            " WHERE collection = ? AND id = ? AND version_key = ?",
+                            (collection, f.id, key),
+                        ).fetchone()
+                        if tlp_rank > served:  # stricter than every holder so far: served
+                            db.execute(
+                                "UPDATE objects SET json = ?"
+                                " WHERE collection = ? AND id = ? AND version_key = ?",
+                                (text, collection, f.id, key),
+                            )
                     else:
                         date_added = self._tick(db, now_us)
                         db.execute(
@@ -218,9 +245,9 @@ class Store:
                         )  # fmt: skip
                         added += 1
                     db.execute(
-                        "INSERT OR IGNORE INTO holders (collection, id, version_key, report_id)"
-                        " VALUES (?, ?, ?, ?)",
-                        (collection, f.id, key, report_id),
+                        "INSERT OR IGNORE INTO holders (collection, id, version_key, report_id,"
+                        " json, tlp_rank) VALUES (?, ?, ?, ?, ?, ?)",
+                        (collection, f.id, key, report_id, text, tlp_rank),
                     )
             db.execute(
                 "INSERT INTO reports (report_id, originator, agreement, state, received_at,"
@@ -253,11 +280,23 @@ class Store:
             db.execute("DELETE FROM holders WHERE report_id = ?", (report_id,))
             removed = 0
             for collection, oid, key in held:
-                if db.execute(
-                    "SELECT 1 FROM holders WHERE collection = ? AND id = ? AND version_key = ?",
+                # The most restrictive holder left, the first among equals (as add_report
+                # chose): the version is served as that report stamped it, never as the
+                # recalled report did.
+                remaining = db.execute(
+                    "SELECT h.json FROM holders h LEFT JOIN reports r USING (report_id)"
+                    " WHERE h.collection = ? AND h.id = ? AND h.version_key = ?"
+                    " ORDER BY h.tlp_rank DESC, r.received_at, h.report_id LIMIT 1",
                     (collection, oid, key),
-                ).fetchone():
-                    continue  # another report holds this version too
+                ).fetchone()
+                if remaining is not None:  # another report holds this version too
+                    if remaining[0] is not None:
+                        db.execute(
+                            "UPDATE objects SET json = ?"
+                            " WHERE collection = ? AND id = ? AND version_key = ?",
+                            (remaining[0], collection, oid, key),
+                        )
+                    continue
                 gone = db.execute(
                     "DELETE FROM objects WHERE collection = ? AND id = ? AND version_key = ?"
                     " RETURNING date_added",

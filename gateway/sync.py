@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from clients.errors import AuthenticationError, DeniedError, TearlineError
 from clients.partner import Delivery, Gap, Recall, Report
+from clients.stix.markings import tlp_rank
+from clients.stix.stamp import stamp_report
 from gateway.config import FROM_PREFIX, RECEIVED
 from gateway.store import Store, Stored
 from gateway.taxii import now_us
@@ -49,27 +51,38 @@ def stix_objects(report: Report) -> list[Any] | None:
 
 
 def stamped(report: Report, objects: list[Any]) -> list[Any]:
-    """The objects marked with the report's label (``clients.stix.stamp``: the TLP 2.0 marking
-    and the report's Tearline releasability marking, with their definitions), so the tools
-    that read the gateway see how each may be shared. Unstamped if that cannot be done."""
-    try:
-        from clients.stix import stamp
-    except ImportError:  # pragma: no cover - clients.stix ships with the SDK
-        return objects
-    if not all(isinstance(o, dict) for o in objects):
-        return objects
+    """The objects marked with the report's label (``clients.stix.stamp_report``: the TLP 2.0
+    marking and the report's Tearline releasability marking, with their definitions), so the
+    tools that read the gateway see how each may be shared. What a sender wrote that claims
+    more than the verified label (a forged releasability marking, a granular TLP:CLEAR) is
+    left out; an object whose markings are malformed is left out alone, and logged. Nothing is
+    ever returned unmarked: if stamping itself fails, no object is."""
     bundle = {"type": "bundle", "id": f"bundle--{report.id}", "objects": objects}
     try:
-        out: list[Any] = stamp(
+        marked = stamp_report(
             bundle,
             label=report.label,
             originator=report.originator,
             report_id=report.id,
             created=report.created,
-        )["objects"]
-    except Exception:  # a bundle stamp cannot handle is stored as it came
-        log.warning("report %s could not be stamped with its label; stored unmarked", report.id)
-        return objects
+        )
+    except Exception:  # a bug in stamping: store none of it rather than anything unmarked
+        log.exception("report %s could not be stamped with its label; no object stored", report.id)
+        return []
+    dropped = [r for r in marked.removed if r.code in ("not_an_object", "malformed_markings")]
+    if dropped:
+        log.warning(
+            "report %s from %s: %d object(s) left out for malformed markings or shape: %s",
+            report.id, report.originator, len(dropped), "; ".join(map(str, dropped[:5])),
+        )  # fmt: skip
+    others = len(marked.removed) - len(dropped)
+    if others:
+        log.warning(
+            "report %s from %s: %d marking object(s) claiming more than its label left out: %s",
+            report.id, report.originator, others,
+            "; ".join(str(r) for r in marked.removed if r not in dropped)[:500],
+        )  # fmt: skip
+    out: list[Any] = marked.bundle["objects"]
     return out
 
 
@@ -94,6 +107,7 @@ async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = no
                 [RECEIVED, source],
                 stamped(report, found) if found else found,
                 now_us=now,
+                tlp_rank=tlp_rank(report.label.tlp),
                 titles={RECEIVED: "Everything received", source: f"From {report.originator}"},
             )
 

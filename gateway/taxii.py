@@ -157,6 +157,39 @@ def now_us(moment: datetime | None = None) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# --- the names the gateway answers for --------------------------------------------------------
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def authority_forms(authority: str, scheme: str = "http") -> frozenset[str]:
+    """The ``Host`` values that name ``authority`` (``host`` or ``host:port``, lower-cased):
+    itself, and with or without the scheme's default port."""
+    name = authority.lower()
+    host, sep, port = name.rpartition(":")
+    default = _DEFAULT_PORTS.get(scheme)
+    if sep and "]" not in port and port.isdigit():  # host:port (an IPv6 literal is bracketed)
+        return frozenset({name, host}) if int(port) == default else frozenset({name})
+    return frozenset({name, f"{name}:{default}"}) if default else frozenset({name})
+
+
+def check_host(host: str | None, allowed: frozenset[str]) -> str:
+    """``host`` (a request's ``Host``) if it is one of the names the gateway answers for;
+    421 otherwise: an address the gateway does not know it has (DNS rebinding, a misrouted
+    proxy) gets nothing, and nothing it sent is written into an answer."""
+    name = (host or "").strip().lower()
+    if name not in allowed:
+        known = ", ".join(sorted(allowed))
+        raise TaxiiError(
+            421,
+            "Misdirected request",
+            f"this gateway answers for {known}; the request is for {name or 'no host'} "
+            "(behind a proxy, set public_url or names in the gateway's configuration)",
+            error_code="misdirected_request",
+        )
+    return name
+
+
 # --- STIX objects ------------------------------------------------------------------------------
 
 
@@ -351,6 +384,12 @@ def parse_query(
     return Query(filter=filter_, limit=limit, after_seq=after, scope=scope)
 
 
+#: The largest cursor a ``next`` token may hold: SQLite's INTEGER is a signed 64-bit number, and
+#: a larger one would fail in the query (a 500) instead of being refused here (a 400).
+MAX_SEQ: Final = 2**63 - 1
+_SEQ: Final = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
 def encode_next(seq: int, fingerprint: str) -> str:
     return b64e(f"{seq}.{fingerprint}".encode())
 
@@ -359,10 +398,17 @@ def decode_next(token: str, fingerprint: str) -> int:
     """The cursor in a ``next`` token; 400 for a token that is not one, or of another query."""
     try:
         seq_text, _, fp = b64d(token).decode("ascii").partition(".")
-        seq = int(seq_text)
     except (EncodingError, UnicodeDecodeError, ValueError):
-        raise bad_request("next is not a token this server gave", "invalid_next") from None
-    if seq < 0 or fp != fingerprint:
+        seq_text = fp = ""
+    # Digits only (int() would take "+1", " 1", "1_0"), and within SQLite's 64-bit INTEGER.
+    if not _SEQ.fullmatch(seq_text) or int(seq_text) > MAX_SEQ:
+        raise bad_request(
+            "next is not a token this server gave: send the next of the previous page as it "
+            "came, or leave it out to start from the first page",
+            "invalid_next",
+        )
+    seq = int(seq_text)
+    if fp != fingerprint:
         raise bad_request(
             "next belongs to another query: send it with the filters of the request that "
             "returned it",

@@ -6,6 +6,10 @@ One envelope is one report: if any object is refused (malformed, or refused by t
 of ``clients.stix``), nothing is published and every object is a failure, those refused with
 their own reason, the others with ``not_published``. A broker refusal (``no_recipients``, with
 each REL TO partner's reason, such as ``DEU: NO_AGREEMENT``) fails every object the same way.
+What is published carries the collection's label's TLP and no marking claiming less
+(``clients.stix.mark_for_sharing``): an object left out on the way (a Tearline releasability
+marking, a TLP marking-definition the label's supersedes) is a failure with the reason, the
+rest is shared.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from clients.errors import DeniedError, InputError, TearlineError
 from clients.partner import Directory, PreviewDecision
 from clients.protocol.label import Label
 from clients.protocol.receipt import Receipt
+from clients.stix import StixError, check_bundle, mark_for_sharing, stamp_report
 from gateway.taxii import StatusDetail, bad_request, format_timestamp, object_problem
 
 log = logging.getLogger("tearline.gateway")
@@ -79,7 +85,7 @@ class Outcome:
     successes: tuple[StatusDetail, ...]
     failures: tuple[StatusDetail, ...]
     receipt: Receipt | None = None
-    #: What was published (the checked bundle's objects), for the local copy.
+    #: What was published, stamped, for the local copy.
     published: tuple[Any, ...] = ()
 
 
@@ -88,22 +94,32 @@ def _bundle(objects: Sequence[Any]) -> bytes:
     return json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def check(objects: Sequence[Any], label: Label) -> tuple[dict[str, Any] | None, dict[int, str]]:
-    """The bundle to publish, or the problems by object index. Uses ``clients.stix.check_bundle``
-    when it is installed, after the gateway's own shape checks."""
+@dataclass(frozen=True)
+class Checked:
+    """What :func:`check` made of an envelope: the bundle to publish (None if refused), the
+    refusals by object index, and the objects left out of the bundle by index, with why."""
+
+    bundle: dict[str, Any] | None
+    problems: Mapping[int, str]
+    removed: Mapping[int, str]
+
+
+def check(objects: Sequence[Any], label: Label) -> Checked:
+    """The gateway's own shape checks, then ``clients.stix.check_bundle`` (valid STIX 2.1, no
+    marking stricter than the label's), then ``clients.stix.mark_for_sharing``: every object
+    marked with the label's TLP in place of any no more restrictive, object-level or granular,
+    and no Tearline releasability marking (each recipient makes its own from the label it
+    verifies; one a local user sends could claim any label)."""
     problems = {i: p for i, obj in enumerate(objects) if (p := object_problem(obj)) is not None}
     if problems:
-        return None, {i: f"invalid_object: {p}" for i, p in problems.items()}
-    payload = _bundle(objects)
+        return Checked(None, {i: f"invalid_object: {p}" for i, p in problems.items()}, {})
     try:
-        from clients.stix import StixError, check_bundle
-    except ImportError:
-        return json.loads(payload), {}
-    try:
-        checked: dict[str, Any] = check_bundle(payload, label)
+        checked = check_bundle(_bundle(objects), label)
     except StixError as exc:
-        return None, _stix_problems(objects, exc)
-    return checked, {}
+        return Checked(None, _stix_problems(objects, exc), {})
+    marked = mark_for_sharing(checked, label)
+    removed = {r.index: f"{r.code}: {r.reason}" for r in marked.removed}
+    return Checked(marked.bundle, {}, removed)
 
 
 def _stix_problems(objects: Sequence[Any], exc: InputError) -> dict[int, str]:
@@ -132,7 +148,10 @@ async def share(
 ) -> Outcome:
     """Check ``objects`` and publish them as one report under ``label``."""
     # Off the event loop: stix2-validator costs milliseconds an object (and seconds to import).
-    bundle, problems = await asyncio.to_thread(check, objects, label)
+    checked = await asyncio.to_thread(check, objects, label)
+    bundle, problems, removed = checked.bundle, checked.problems, checked.removed
+    if bundle is not None and len(removed) == len(objects):
+        problems, bundle = removed, None  # nothing of its own left to share
     if bundle is None:
         others = (
             f"not_published: {len(problems)} other object(s) of this envelope were refused; "
@@ -153,12 +172,30 @@ async def share(
         message = f"{exc.code}: {exc.message}; nothing was shared, send it again"
         return Outcome((), tuple(detail(o, i, request_us, message) for i, o in enumerate(objects)))
     message = await _delivered(publisher, me, label, receipt)
+    # The local copy is stamped as a recipient stamps it: the label's TLP and this report's
+    # releasability marking.
+    local = stamp_report(
+        bundle, label=label, originator=me, report_id=receipt.id, created=_when(receipt)
+    ).bundle
     return Outcome(
-        successes=tuple(detail(o, i, request_us, message) for i, o in enumerate(objects)),
-        failures=(),
+        successes=tuple(
+            detail(o, i, request_us, message) for i, o in enumerate(objects) if i not in removed
+        ),
+        failures=tuple(
+            detail(o, i, request_us, f"{removed[i]}; the rest was {message}")
+            for i, o in enumerate(objects)
+            if i in removed
+        ),
         receipt=receipt,
-        published=tuple(bundle.get("objects", objects)),
+        published=tuple(local["objects"]),
     )
+
+
+def _when(receipt: Receipt) -> datetime | None:
+    try:
+        return datetime.fromisoformat(receipt.accepted_at)
+    except ValueError:
+        return None
 
 
 async def _rel_to(publisher: Publisher, me: str, label: Label) -> list[str]:

@@ -20,8 +20,12 @@ from clients.stix.stamp import (
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY,
     TEARLINE_IDENTITY_ID,
+    Marked,
+    Removed,
+    mark_for_sharing,
     releasability_marking,
     stamp,
+    stamp_report,
 )
 
 __all__ = [
@@ -34,12 +38,16 @@ __all__ = [
     "TLP1_MARKING_IDS",
     "TLP2_EXTENSION_ID",
     "TLP2_MARKING_IDS",
+    "Marked",
+    "Removed",
     "StixError",
     "check_bundle",
     "check_markings",
+    "mark_for_sharing",
     "marking_conflicts",
     "releasability_marking",
     "stamp",
+    "stamp_report",
     "tlp_of_definition",
     "tlp_of_object",
 ]
