@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from clients.errors import (
     ConflictError,
     DeniedError,
     EnvelopeError,
+    InternalError,
     TearlineError,
     TooLargeError,
 )
@@ -21,6 +23,8 @@ from clients.protocol import crypto
 from clients.protocol.encoding import b64d, b64e, compact_json, format_time, strict_loads
 from clients.protocol.envelope import VerifiedEnvelope, verify
 from clients.protocol.receipt import Delivery, Receipt, sign_receipt
+
+log = logging.getLogger("tearline.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +76,19 @@ async def accept_reports(
         digest = crypto.sha256(body)
         try:
             verified, grants = _check(state, caller.partner, body, now)
+            report = _new_report(verified, body, digest, accepted_ms, grants)
         except (EnvelopeError, DeniedError) as exc:
             refused[i] = (exc, digest)
             continue
-        header = verified.header
-        report = NewReport(
-            report_id=header.id,
-            envelope=body,
-            digest=digest,
-            originator=header.originator,
-            accepted_ms=accepted_ms,
-            label=compact_json(header.label.to_dict()),
-            suite=header.suite,
-            grants=compact_json(grants),
-            recipients=header.recipient_ids,
-            audit=compact_json(
-                {"originator": header.originator, "suite": header.suite, "granted": grants}
-            ),
-        )
+        except Exception:
+            # A bug must not take the batch's other reports down with it, nor leave the
+            # request's nonce unspent: this envelope alone fails.
+            log.exception("envelope %d of a post by %s failed unexpectedly", i, caller.partner)
+            outcomes[i] = InternalError(
+                "the broker failed on this envelope (nothing of it was stored); the operator's "
+                "log says why"
+            )
+            continue
         new.append((i, report, digest))
     stored = await state.store.ingest(
         [r for _, r, _ in new],
@@ -117,6 +116,26 @@ async def accept_reports(
         replay = await _stored_receipt(state, caller.partner, bodies[i], digest)
         outcomes[i] = refusal if replay is None else Accepted(replay, True)
     return [o for o in outcomes if o is not None]
+
+
+def _new_report(
+    verified: VerifiedEnvelope, body: bytes, digest: bytes, accepted_ms: int, grants: dict[str, str]
+) -> NewReport:
+    header = verified.header
+    return NewReport(
+        report_id=header.id,
+        envelope=body,
+        digest=digest,
+        originator=header.originator,
+        accepted_ms=accepted_ms,
+        label=compact_json(header.label.to_dict()),
+        suite=header.suite,
+        grants=compact_json(grants),
+        recipients=header.recipient_ids,
+        audit=compact_json(
+            {"originator": header.originator, "suite": header.suite, "granted": grants}
+        ),
+    )
 
 
 def _check(

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, BaseModel, Field
 
 from broker.api.deps import Operator, State
-from broker.api.inbox import ENTRY_ID, GapInfo, check_stream_id
+from broker.api.inbox import ENTRY_ID, GapInfo, check_after_id, check_stream_id
 from broker.api.reports import errors
 from broker.state import BrokerState
 from broker.store import ReportFacts
@@ -33,8 +33,8 @@ router = APIRouter(prefix="/v1/dead-letters", tags=["operators"])
 PARTNER_PATTERN = f"^{PARTNER_ID.pattern}$"
 
 
-def _optional_stream_id(value: str | None) -> str | None:
-    return None if value is None else check_stream_id(value)
+def _optional_after_id(value: str | None) -> str | None:
+    return None if value is None else check_after_id(value)
 
 
 _DEAD_ID_DOC = "a dead letter's id, as listed"
@@ -145,7 +145,7 @@ async def _known(state: BrokerState, partner: str) -> bool:
 @router.get(
     "",
     summary="List a partner's dead letters (operators only)",
-    responses=errors(401, 404, 422, 503),
+    responses=errors(400, 401, 404, 422, 503),
 )
 async def list_dead_letters(
     state: State,
@@ -154,7 +154,7 @@ async def list_dead_letters(
     after: Annotated[
         str | None,
         Query(pattern=ENTRY_ID, description="list the dead letters after this id"),
-        AfterValidator(_optional_stream_id),
+        AfterValidator(_optional_after_id),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeadLetterPage:
@@ -173,7 +173,7 @@ async def list_dead_letters(
 @router.get(
     "/{partner}/{dead_id}",
     summary="One dead letter and what the broker knows of its report (operators only)",
-    responses=errors(401, 404, 422, 503),
+    responses=errors(400, 401, 404, 422, 503),
 )
 async def show_dead_letter(
     state: State, operator: Operator, partner: PartnerPath, dead_id: DeadIdPath
@@ -196,7 +196,7 @@ async def show_dead_letter(
     summary="Put a dead letter back in the partner's inbox, as a new entry (operators only)",
     description="Delivery re-checks the policy as for any entry. Audited as `replayed`, with the "
     "operator who signed the request. A dead letter is replayed once: again, it is a 404.",
-    responses=errors(401, 404, 422, 503),
+    responses=errors(400, 401, 404, 422, 503),
 )
 async def replay_dead_letter(
     state: State, operator: Operator, partner: PartnerPath, dead_id: DeadIdPath

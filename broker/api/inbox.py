@@ -14,14 +14,14 @@ from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from broker.api.deps import Body, Caller, State, body_schema, json_body
-from broker.api.errors import RequestShapeError, error_body, redis_outage
+from broker.api.errors import error_body, redis_outage
 from broker.api.reports import errors
 from broker.auth import Authenticated
 from broker.delivery import Delivered, next_batch
 from broker.metrics import DELIVERIES
 from broker.settings import LONG_POLL_LIMIT_S
 from broker.state import BrokerState
-from clients.errors import TearlineError
+from clients.errors import InputError, TearlineError
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
@@ -29,14 +29,38 @@ ENTRY_ID = r"^\d{1,20}-\d{1,20}$"
 _U64_MAX = (1 << 64) - 1
 
 
+class StreamIdError(InputError):
+    """A stream entry id that Redis would refuse (HTTP 400)."""
+
+    code = "invalid_stream_id"
+
+
 def check_stream_id(value: str) -> str:
     """Redis stream ids are two unsigned 64-bit numbers; the pattern alone admits larger, and
-    its ``\\d`` (like ``int()``) admits non-ASCII digits ("١-١"), which Redis refuses."""
+    its ``\\d`` (like ``int()``) admits non-ASCII digits ("١-١"), which Redis refuses.
+
+    Raises :class:`StreamIdError` (400 ``invalid_stream_id``), not ValueError: pydantic lets it
+    through as it is, so a query, a path, a header and a JSON body refuse it alike."""
     if not value.isascii():
-        raise ValueError(f"{value} is not a stream entry id (ASCII digits only)")
+        raise StreamIdError(f"{value} is not a stream entry id: use ASCII digits only")
     ms, _, seq = value.partition("-")
     if int(ms) > _U64_MAX or int(seq) > _U64_MAX:
-        raise ValueError(f"{value} is not a stream entry id (each part must fit in 64 bits)")
+        raise StreamIdError(
+            f"{value} is not a stream entry id: each of its two parts is at most {_U64_MAX} "
+            "(64 bits)"
+        )
+    return value
+
+
+def check_after_id(value: str) -> str:
+    """A stream id to list *after* (exclusive): also refused when nothing can follow it, since
+    Redis computes the next id to start from and refuses one past the largest."""
+    ms, _, seq = check_stream_id(value).partition("-")
+    if int(ms) == int(seq) == _U64_MAX:
+        raise StreamIdError(
+            f"nothing comes after {value}, the largest stream entry id; pass the last id you "
+            "were given, or leave `after` out to start from the beginning"
+        )
     return value
 
 
@@ -100,7 +124,7 @@ async def inbox(
     description="Events `report`, `recall` and `gap` carry an entry (the `id` is its entry id); "
     "comments are heartbeats. The stream ends, to be resumed with `Last-Event-ID`, when the "
     "broker shuts down, loses its store, or the caller's key or standing is withdrawn.",
-    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 422, 429, 503)},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(400, 401, 422, 429, 503)},
 )
 async def stream(
     request: Request,
@@ -110,10 +134,7 @@ async def stream(
     last_event_id: Annotated[str | None, Header(pattern=ENTRY_ID)] = None,
 ) -> EventSourceResponse:
     if last_event_id is not None:
-        try:
-            check_stream_id(last_event_id)
-        except ValueError as exc:
-            raise RequestShapeError(str(exc), details=[{"field": "header.last-event-id"}]) from None
+        check_stream_id(last_event_id)
     state.waiters.check(caller.partner)  # refuse with 429 now, not after a 200
     await state.store.ping()  # an outage is a 503 now, not a stream that dies at once
 
@@ -197,7 +218,7 @@ class AckResponse(BaseModel):
 @router.post(
     "/ack",
     summary="Acknowledge entries of the caller's inbox",
-    responses=errors(401, 413, 422),
+    responses=errors(400, 401, 413, 422),
     openapi_extra=body_schema(AckRequest),
 )
 async def ack(state: State, caller: Caller, body: Body) -> AckResponse:

@@ -132,9 +132,18 @@ def parse_time(text: object) -> datetime:
     if not isinstance(text, str) or not _RFC3339.fullmatch(text) or text.endswith("-00:00"):
         raise EncodingError(f"{text!r} is not an RFC 3339 timestamp with a time zone")
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise EncodingError(f"{text!r} is not a valid timestamp: {exc}") from exc
+    try:
+        # "9999-12-31T23:59:59-23:59" parses, but its UTC instant is in year 10000: comparing
+        # or formatting it later would raise OverflowError far from here (a 500 at ingest).
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise EncodingError(
+            f"{text!r} is outside the representable range (years 0001 to 9999 in UTC)"
+        ) from None
+    return moment
 
 
 def format_time(moment: datetime) -> str:

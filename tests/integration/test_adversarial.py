@@ -554,7 +554,7 @@ PREVIEW_AND_INBOX = [
         id="inbox-with-malformed-consumer",
     ),
     pytest.param(
-        Attack(lambda w: only(_ack(w, HUGE_ENTRY_ID)), 422, "invalid_request"),
+        Attack(lambda w: only(_ack(w, HUGE_ENTRY_ID)), 400, "invalid_stream_id"),
         id="ack-of-an-entry-id-beyond-64-bits",
     ),
     pytest.param(
@@ -562,8 +562,8 @@ PREVIEW_AND_INBOX = [
             lambda w: only(
                 w.signed("GET", "/v1/inbox/stream", headers={"last-event-id": HUGE_ENTRY_ID})
             ),
-            422,
-            "invalid_request",
+            400,
+            "invalid_stream_id",
         ),
         id="stream-resuming-after-an-entry-id-beyond-64-bits",
     ),

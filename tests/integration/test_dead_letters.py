@@ -287,9 +287,9 @@ A_FORGER = Identity(identity("OPS-HQ", "pq-hybrid").partner, identity("OPS-HQ", 
         pytest.param("OPS-HQ", "usa", None, 422, "invalid_request", id="bad-partner-id"),
         pytest.param("OPS-HQ", "USA", "1-x", 422, "invalid_request", id="bad-stream-id"),
         pytest.param(
-            "OPS-HQ", "USA", "18446744073709551616-0", 422, "invalid_request", id="id-over-64-bits"
+            "OPS-HQ", "USA", "18446744073709551616-0", 400, "invalid_stream_id", id="over-64-bits"
         ),
-        pytest.param("OPS-HQ", "USA", "١٢-٣", 422, "invalid_request", id="non-ascii-digits"),
+        pytest.param("OPS-HQ", "USA", "١٢-٣", 400, "invalid_stream_id", id="non-ascii-digits"),
         pytest.param("OPS-HQ", "ZZZ", None, 404, "no_such_partner", id="unknown-partner"),
     ],
 )
