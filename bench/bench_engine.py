@@ -14,8 +14,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bench._timing import rate, write
-from broker.policy.agreement import Agreement, Party
-from broker.policy.engine import Decision, Policy, _Terms
+from clients.policy.agreement import Agreement, Party
+from clients.policy.engine import Decision, Policy, _Terms
 from clients.protocol.identity import Identity, Partner, Registry
 from clients.protocol.label import Label, Scheme
 

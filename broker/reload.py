@@ -146,7 +146,7 @@ async def _load(state: BrokerState, files: PolicyFiles, folder: Fingerprint) -> 
     logged: list[bytes] = []
     if is_governed(files.contents):  # checked against what the log already holds
         await state.log.refresh(state.store)
-        logged = list(state.log.leaves)
+        logged = list(state.log.documents)
     policy, problems = await asyncio.to_thread(
         partial(check_files, files, logged=logged, now=state.clock())
     )

@@ -46,8 +46,10 @@ from clients.governance.node import (
     checked_head,
     verify_broker,
 )
-from clients.governance.trust import GovernanceError, TrustedState
+from clients.governance.policy import node_policy
+from clients.governance.trust import TrustedState
 from clients.http import SignedClient, utc_now
+from clients.policy.engine import Policy
 from clients.protocol.encoding import b64d
 from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from clients.protocol.identity import Identity, KeyRecord, Registry
@@ -200,40 +202,24 @@ _DELIVERY_EVENTS: Final = frozenset({"report", "recall", "gap"})
 _STREAM_READ_TIMEOUT_S: Final = 60.0
 
 
-def check_against_trust(
-    trust: TrustedState,
-    me: str,
-    recipients: Sequence[tuple[str, KeyRecord]],
-    decisions: Mapping[str, PreviewDecision],
-) -> None:
-    """Refuse to seal unless every recipient and key the broker offered is one the governance
-    documents vouch for: the key, byte for byte, in the trusted registry under that partner,
-    and the granting agreement signed by all its parties, the sender among them."""
-    registry = trust.registry
-    agreements = trust.agreements
-    for pid, key in recipients:
-        partner = registry.get(pid)
-        held = {k.kid: k for k in partner.keys} if partner is not None else {}
-        if partner is None or not partner.active:
-            raise GovernanceError(
-                f"the broker offered {pid} as a recipient, but the signed registry has no "
-                "active partner of that id; nothing was sealed",
-                code="recipient_not_in_registry",
-            )
-        if held.get(key.kid) != key or key.use != "enc":
-            raise GovernanceError(
-                f"the broker offered key {key.kid} for {pid}, which the signed registry does "
-                f"not hold for {pid}; nothing was sealed",
-                code="key_not_in_registry",
-            )
-        agreement = decisions[pid].agreement
-        parties = agreements.get(agreement or "", {}).get("parties", {})
-        if me not in parties or pid not in parties:
-            raise GovernanceError(
-                f"the broker grants {pid} under agreement {agreement!r}, which is not signed by "
-                f"all its parties with {me} and {pid} among them; nothing was sealed",
-                code="agreement_not_signed",
-            )
+def decisions_of(
+    policy: Policy, me: str, label: Label, suite: str, now: datetime
+) -> dict[str, PreviewDecision]:
+    """What ``policy`` (the node's own, from the documents it verified) decides for every
+    partner, in the preview's shape: a grant carries the verified registry's key to seal to."""
+    out: dict[str, PreviewDecision] = {}
+    for pid, decision in policy.decide(label, me, suite, now).items():
+        if not decision.granted:
+            out[pid] = PreviewDecision("deny", reason=decision.reason)
+            continue
+        partner = policy.registry.get(pid)
+        key = partner.enc_key(suite, now) if partner is not None else None
+        # A grant implies the key (rule 2 comes before it); checked rather than assumed.
+        if key is None:
+            out[pid] = PreviewDecision("deny", reason="NO_ENCRYPTION_KEY")
+            continue
+        out[pid] = PreviewDecision("grant", agreement=decision.agreement, keys=(key,))
+    return out
 
 
 class AsyncPartner(SignedClient):
@@ -257,9 +243,12 @@ class AsyncPartner(SignedClient):
         super().__init__(base_url, identity, transport=transport, timeout_s=timeout_s, clock=clock)
         self._directory: Directory | None = None
         # With a trusted state (a pinned root and the registry and agreements it verified),
-        # the broker's directory and preview are advice: keys come from what verification
-        # yielded, and a preview that offers anything else is refused before sealing.
-        self._trust = trust
+        # the node decides for itself with the releasability engine on those documents: the
+        # broker's preview is not asked, and its directory serves only its own receipt key.
+        self._trust: TrustedState | None = None
+        self._policy: Policy | None = None
+        if trust is not None:
+            self._set_trust(trust)
         # Checked now, not at the first outage: a bad value is the caller's mistake.
         Backoff(base_s=reconnect_base_s, cap_s=reconnect_cap_s)
         self._reconnect_base_s = reconnect_base_s
@@ -290,8 +279,29 @@ class AsyncPartner(SignedClient):
             public=directory.broker_public,
             now=self._clock(),
         )
-        self._trust = verified.trust
+        self._set_trust(verified.trust)
         return verified
+
+    def _set_trust(self, trust: TrustedState) -> None:
+        self._policy, left_out = node_policy(trust)
+        self._trust = trust
+        for aid, why in left_out.items():
+            log.warning("agreement %s is signed but grants nothing here: %s", aid, why)
+
+    async def releasability(
+        self, label: Label, *, suite: str = "classic"
+    ) -> dict[str, PreviewDecision]:
+        """Who may receive a report with ``label``, partner by partner. A node that verified its
+        governance (:meth:`verify_governance`, or ``trust=``) answers itself, with the
+        releasability engine on the documents it verified at its own clock; otherwise this is
+        the broker's :meth:`preview`."""
+        if self._policy is None:
+            return await self.preview(label, suite=suite)
+        return decisions_of(self._policy, self.identity.partner, label, suite, self._clock())
+
+    def scheme(self) -> Scheme | None:
+        """The marking scheme of the verified registry, or None before verification."""
+        return self._policy.scheme if self._policy is not None else None
 
     async def _fetch(self, path: str, params: Mapping[str, Any]) -> Any:
         return (await self._send("GET", path, params=params)).json()
@@ -346,8 +356,9 @@ class AsyncPartner(SignedClient):
         only: Iterable[str] | None = None,
         unsafe_skip_stix_checks: bool = False,
     ) -> Receipt:
-        """Seal ``payload`` for every partner the broker says is entitled (or only those in
-        ``only``: an originator may share with fewer, never more) and post it.
+        """Seal ``payload`` for every partner entitled to ``label`` (or only those in ``only``:
+        an originator may share with fewer, never more) and post it. Who is entitled is
+        :meth:`releasability`'s answer: with verified governance, this node's own.
 
         STIX content (``content_type`` the STIX 2.1 media type, the default) is checked first,
         before anything is asked of the broker: a payload that is not a valid STIX 2.1 bundle,
@@ -360,7 +371,7 @@ class AsyncPartner(SignedClient):
             payload = payload.encode()
         if not unsafe_skip_stix_checks and is_stix_content_type(content_type):
             check_bundle(payload, label)
-        decisions = await self.preview(label, suite=suite)
+        decisions = await self.releasability(label, suite=suite)
         wanted = set(only) if only is not None else None
         recipients = [
             (pid, d.keys[0])
@@ -374,8 +385,6 @@ class AsyncPartner(SignedClient):
                 code="no_recipients",
                 details={"denied": denied},
             )
-        if self._trust is not None:
-            check_against_trust(self._trust, self.identity.partner, recipients, decisions)
         envelope = seal(
             payload,
             label,
@@ -547,6 +556,28 @@ class AsyncPartner(SignedClient):
             # Left unacknowledged: the broker redelivers it, then dead-letters it for the operator.
             log.warning("report %s did not verify or open: %s", entry.get("report_id"), exc.reason)
             return None
+        if self._policy is not None:
+            # The engine again, on this node's own documents (DESIGN §4 runs it at delivery
+            # too): a report under an agreement this node knows to be suspended or ended, or
+            # one it was never entitled to, is not handed on however the broker routed it.
+            me = self.identity.partner
+            try:
+                decision = self._policy.decide(
+                    opened.label, opened.originator, opened.suite, self._clock(), partners=[me]
+                )[me]
+                why: str | None = decision.reason
+            except TearlineError as exc:  # a label the verified scheme does not know
+                why = exc.code
+            if why is not None:
+                log.warning(
+                    "report %s from %s is not releasable to %s under the verified governance "
+                    "documents (%s): not handed on, left for the operator",
+                    opened.id,
+                    opened.originator,
+                    me,
+                    why,
+                )
+                return None
         return Report(
             opened.id,
             opened.originator,

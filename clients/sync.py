@@ -35,7 +35,7 @@ from clients.governance.trust import TrustedState
 from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
 from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.protocol.identity import Identity
-from clients.protocol.label import Label
+from clients.protocol.label import Label, Scheme
 from clients.protocol.receipt import Receipt
 
 T = TypeVar("T")
@@ -143,6 +143,13 @@ class Partner(LoopRunner):
 
     def preview(self, label: Label, *, suite: str = "classic") -> dict[str, PreviewDecision]:
         return self._run(self._node.preview(label, suite=suite))
+
+    def releasability(self, label: Label, *, suite: str = "classic") -> dict[str, PreviewDecision]:
+        """As :meth:`AsyncPartner.releasability`: with verified governance, this node's own."""
+        return self._run(self._node.releasability(label, suite=suite))
+
+    def scheme(self) -> Scheme | None:
+        return self._node.scheme()
 
     def publish(
         self,

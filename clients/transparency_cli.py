@@ -17,7 +17,7 @@ import typer
 
 from clients.errors import TearlineError
 from clients.governance.documents import parse_envelope, parse_registry
-from clients.governance.log import LogError, split_view, verify_tree_head
+from clients.governance.log import LogError, parse_commitment, split_view, verify_tree_head
 from clients.governance_cli import _fail
 from clients.keyfile import Identity
 from clients.protocol.encoding import format_time
@@ -128,8 +128,8 @@ def monitor(
         raise _fail(exc.message, 1) from None
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for index, leaf in enumerate(leaves):
-        if parse_envelope(leaf).doc_type != "registry":
-            continue
+        if parse_commitment(leaf) is not None or parse_envelope(leaf).doc_type != "registry":
+            continue  # an agreement is logged as a commitment to it
         version = parse_registry(leaf)
         for p in version.partners:
             if p.id != who:

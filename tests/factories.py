@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from broker.policy.agreement import Agreement, Party
 from broker.policy.engine import Policy
+from clients.policy.agreement import Agreement, Party
 from clients.protocol.identity import Identity, Partner, Registry, Suite
 from clients.protocol.label import Label, Scheme
 

@@ -2,8 +2,11 @@
 
 Partners read these to check the broker instead of trusting it: the documents are the signed
 bytes as their signers made them, each with its index in the log; heads are signed by the
-broker's key; proofs are RFC 9162's. A broker whose folder is not governed serves an empty
-list of documents and its log as it is (empty, unless it was governed before).
+broker's key; proofs are RFC 9162's. An agreement's terms go only to its parties: the log holds
+a commitment to it (its id, parties and digest), and ``GET /v1/governance`` serves a partner
+the root chain, the registry, and the agreements it is party to with their statuses. A broker
+whose folder is not governed serves an empty list of documents and its log as it is (empty,
+unless it was governed before).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from broker.api.deps import Caller, State
 from broker.api.reports import errors
 from broker.state import BrokerState
 from clients.errors import InputError
-from clients.governance.documents import parse_envelope
+from clients.governance.documents import parse_agreement, parse_envelope, parse_status
 from clients.protocol.encoding import b64e
 
 router = APIRouter(prefix="/v1", tags=["governance"])
@@ -40,11 +43,13 @@ async def governance(state: State, caller: Caller) -> dict[str, Any]:
     governed = state.policy.governance
     documents = []
     for data in governed.documents if governed else ():
-        index = state.log.index_of(data)
+        doc_type = parse_envelope(data).doc_type
+        if not _may_read(doc_type, data, caller.partner, state):
+            continue
         documents.append(
             {
-                "type": parse_envelope(data).doc_type,
-                "index": index,
+                "type": doc_type,
+                "index": state.log.index_of(data),
                 "document": b64e(data),
             }
         )
@@ -55,6 +60,17 @@ async def governance(state: State, caller: Caller) -> dict[str, Any]:
     }
 
 
+def _may_read(doc_type: str, data: bytes, partner: str, state: BrokerState) -> bool:
+    """Roots and the registry are every partner's; an agreement and its statuses only its
+    parties' (DESIGN §4: nobody learns the terms of an agreement it is not in)."""
+    if doc_type == "agreement":
+        return partner in parse_agreement(data).parties
+    if doc_type == "agreement-status":
+        agreement = state.policy.agreements.get(parse_status(data).agreement)
+        return agreement is not None and partner in agreement.parties
+    return True
+
+
 @router.get("/log/head", summary="The log's signed tree head", responses=errors(401, 503))
 async def head(state: State, caller: Caller) -> dict[str, Any]:
     await _size(state)
@@ -63,7 +79,7 @@ async def head(state: State, caller: Caller) -> dict[str, Any]:
 
 @router.get(
     "/log/entries",
-    summary="The log's leaves (each a governance document's bytes), from index start",
+    summary="The log's leaves (a document's bytes, or an agreement's commitment), from start",
     responses=errors(400, 401, 422, 503),
 )
 async def entries(

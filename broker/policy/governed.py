@@ -33,8 +33,8 @@ from clients.governance.documents import (
     parse_registry,
     parse_root,
 )
-from clients.governance.trust import TrustedState
-from clients.protocol.encoding import format_time, parse_time
+from clients.governance.trust import TrustedState, trusted_until
+from clients.protocol.encoding import format_time
 from clients.protocol.identity import Partner
 
 PREFIX: Final = "governance/"
@@ -65,7 +65,7 @@ class Governed:
     @property
     def expires(self) -> datetime:
         """When the documents in force stop being trusted; no agreement is in force past it."""
-        return _trusted_until(self.root, self.registry)
+        return trusted_until(self.root, self.registry)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -77,14 +77,6 @@ class Governed:
             "agreements_signed": sorted(self.agreements),
             "not_in_force": dict(sorted(self.ignored.items())),
         }
-
-
-def _trusted_until(root: Root, registry: RegistryVersion) -> datetime:
-    """The earlier of the two expiries. An agreement is in force only while the root and the
-    registry it was verified under are: a registry that expires while in force (frozen: its
-    holders stopped signing, or someone keeps them from it) then routes nothing at the broker,
-    as the nodes refuse it too."""
-    return min(root.expires, registry.expires)
 
 
 def is_governed(paths: Sequence[str] | Mapping[str, bytes]) -> bool:
@@ -156,21 +148,8 @@ def verify_governed(
 
     version = trust.registry_version
     assert version is not None  # _registry trusted one
-    trusted_until = _trusted_until(trust.root, version)
-    agreements: dict[str, tuple[str, dict[str, Any]]] = {}
-    for aid, (path, signed) in trusted_agreements.items():
-        terms = dict(signed.agreement)
-        stopped = trust.status(aid)
-        if stopped is not None and stopped.status == "suspended":
-            terms["suspended"] = True
-        elif stopped is not None:  # terminated: it ended when a party signed that it did
-            if stopped.issued <= parse_time(terms["valid_from"]):
-                terms["suspended"] = True  # ended before it began: never in force
-            elif stopped.issued < parse_time(terms["valid_until"]):
-                terms["valid_until"] = format_time(stopped.issued)
-        if trusted_until < parse_time(terms["valid_until"]):
-            terms["valid_until"] = format_time(trusted_until)  # maybe before it begins: never
-        agreements[aid] = (path, terms)
+    in_force = trust.terms_in_force()
+    agreements = {aid: (path, in_force[aid]) for aid, (path, _) in trusted_agreements.items()}
 
     if problems:
         return None, problems

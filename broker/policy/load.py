@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from referencing import Registry as SchemaRegistry
 from referencing import Resource
 
-from broker.policy.agreement import Agreement
 from broker.policy.engine import Policy
 from broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
 from broker.policy.folder import read_policy_folder
@@ -29,6 +28,7 @@ from broker.policy.governed import is_governed, verify_governed
 from broker.policy.yamlfile import Path as FieldPath
 from broker.policy.yamlfile import dotted, line_of, load_yaml
 from clients.errors import IdentityError, LabelError, PolicyError
+from clients.policy.agreement import Agreement
 from clients.protocol.encoding import parse_time
 from clients.protocol.identity import KeyRecord, Partner, Registry
 from clients.protocol.label import Scheme

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from broker.policy.agreement import Agreement
-from broker.policy.engine import Decision, Policy, Reason
+from broker.policy.engine import Policy
+from clients.policy.agreement import Agreement
+from clients.policy.engine import Decision, Reason
 from clients.protocol.encoding import format_time
 from clients.protocol.label import Label
 

@@ -1,8 +1,12 @@
 """The transparency log's signed tree heads, and what a node concludes from two of them. Pure.
 
 The broker appends every governance document it puts in force to an append-only log hashed as
-RFC 9162 §2.1 (:mod:`clients.governance.merkle`; a leaf is the document's exact bytes) and
-signs its heads::
+RFC 9162 §2.1 (:mod:`clients.governance.merkle`) and signs its heads. A leaf is the document's
+exact bytes (a root, a registry version, an agreement status), except for an agreement, whose
+terms only its parties may read: its leaf is a commitment (:func:`log_leaf`) naming the
+agreement, its parties and the SHA-256 of its bytes, which the broker serves only to its
+parties. Every partner can then read the whole log and check it is complete, without learning
+the terms of agreements it is not in::
 
     {"signed": {"type": "tree-head", "log": <broker kid>, "tree_size": n,
                 "root_hash": <b64url>, "timestamp": <RFC 3339>},
@@ -22,6 +26,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from clients.errors import TearlineError
+from clients.governance.documents import parse_agreement, parse_envelope
 from clients.governance.merkle import (
     HASH_SIZE,
     LogProofError,
@@ -42,6 +47,7 @@ from clients.protocol.encoding import (
 )
 
 PAYLOAD_TYPE: Final = b"application/vnd.tearline.tree-head+json;version=1"
+COMMITMENT_TYPE: Final = "agreement-commitment"
 
 
 class LogError(TearlineError):
@@ -126,6 +132,68 @@ def verify_tree_head(document: Any, *, kid: str, public: bytes) -> SignedTreeHea
             "the tree head's signature does not verify", code="bad_tree_head_signature"
         ) from None
     return SignedTreeHead(log, head, timestamp, document)
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    """An agreement's leaf: who it binds and the digest of its bytes, not its terms."""
+
+    agreement: str
+    parties: frozenset[str]
+    sha256: bytes
+
+    def commits_to(self, document: bytes) -> bool:
+        return crypto.sha256(document) == self.sha256
+
+
+def log_leaf(document: bytes) -> bytes:
+    """The leaf the log holds for a governance document: its bytes, or for an agreement the
+    canonical JSON ``{"agreement": id, "parties": [sorted ids], "sha256": b64url(SHA-256(
+    document)), "type": "agreement-commitment"}``. The document's signatures are in what the
+    digest covers, so nobody can confirm a guess of the terms from it."""
+    if parse_envelope(document).doc_type != "agreement":
+        return document
+    agreement = parse_agreement(document)
+    return log_leaf_of(Commitment(agreement.id, agreement.parties, crypto.sha256(document)))
+
+
+def parse_commitment(leaf: bytes) -> Commitment | None:
+    """The commitment a leaf is, or None when the leaf is a document (or not a commitment)."""
+    try:
+        obj = strict_loads(leaf)
+    except EncodingError:
+        return None
+    if not isinstance(obj, dict) or obj.get("type") != COMMITMENT_TYPE:
+        return None
+    try:
+        parties = obj["parties"]
+        if set(obj) != {"agreement", "parties", "sha256", "type"} or not isinstance(parties, list):
+            raise TypeError
+        commitment = Commitment(
+            str(obj["agreement"]), frozenset(str(p) for p in parties), b64d(obj["sha256"])
+        )
+    except (KeyError, TypeError, EncodingError):
+        raise LogError(
+            "a log entry claims to be an agreement commitment but is malformed",
+            code="bad_log_entry",
+        ) from None
+    if leaf != log_leaf_of(commitment):
+        raise LogError(
+            "a log entry is an agreement commitment in other than its canonical form",
+            code="bad_log_entry",
+        )
+    return commitment
+
+
+def log_leaf_of(commitment: Commitment) -> bytes:
+    return canonical_json(
+        {
+            "agreement": commitment.agreement,
+            "parties": sorted(commitment.parties),
+            "sha256": b64e(commitment.sha256),
+            "type": COMMITMENT_TYPE,
+        }
+    )
 
 
 def check_consistent(old: SignedTreeHead, new: SignedTreeHead, proof: Sequence[bytes]) -> None:

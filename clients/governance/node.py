@@ -19,12 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from clients.errors import TearlineError
-from clients.governance.documents import GovernanceError, parse_root
+from clients.governance.documents import (
+    GovernanceError,
+    parse_envelope,
+    parse_registry,
+    parse_root,
+)
 from clients.governance.log import (
     LogError,
     SignedTreeHead,
     check_consistent,
-    check_included,
+    log_leaf,
+    parse_commitment,
     verify_tree_head,
 )
 from clients.governance.merkle import root_hash
@@ -160,39 +166,42 @@ async def verify_broker(
     now: datetime,
 ) -> Verified:
     """Check everything the broker serves about governance against the pinned root and the
-    log; on success remember the head, root and registry version (``memory.save()``)."""
+    whole log; on success remember the head, root and registry version (``memory.save()``).
+
+    The log is read in full and must hash to the signed head, so what it holds cannot be hidden:
+    every root in it is walked to, the newest registry version in it is the one trusted, and
+    every status in it about an agreement this node verified is applied. What ``GET
+    /v1/governance`` serves must agree: a newer root or registry, or a status that changes what
+    is in force, that the log holds and the broker did not serve is an attack (the freeze of
+    ``root_withheld`` / ``registry_withheld``, the ``status_withheld`` that would keep a
+    suspended agreement sharing), and nothing is trusted."""
     served = await fetch("/v1/governance", {})
     head = await checked_head(fetch, memory, kid=kid, public=public, head_doc=served["head"])
-    documents: list[tuple[str, bytes]] = []
-    for entry in served["documents"]:
-        data = b64d(entry["document"])
-        index = entry["index"]
-        if type(index) is not int:
-            raise LogError("a governance document came without its log index", code="not_in_log")
-        proof = _path(
-            await fetch("/v1/log/proofs/inclusion", {"index": index, "tree_size": head.tree_size})
-        )
-        check_included(data, index, head, proof)
-        documents.append((entry["type"], data))
+    leaves = await all_entries(fetch, head)
+    documents = _served(served, leaves)
+    logged = _logged(leaves)
 
-    start = memory.root or pinned(pinned_root, documents)
+    start = memory.root or pinned(pinned_root, [*documents, *logged])
     trust = TrustedState(start, now)
-    roots = sorted(
-        ((parse_root(d), d) for t, d in documents if t == "root"), key=lambda r: r[0].version
-    )
     newest = memory.root
-    for root, data in roots:
+    for root, data in sorted(
+        ((parse_root(d), d) for t, d in logged if t == "root"), key=lambda r: r[0].version
+    ):
         if root.version > trust.root.version:
             trust.update_root(data, now)
             newest = data
-    trust.check_root_not_expired(now)
-    registries = [d for t, d in documents if t == "registry"]
-    if len(registries) != 1:
+    if newest is not None and ("root", newest) not in documents:
         raise GovernanceError(
-            f"the broker served {len(registries)} registries; a governed broker serves one",
-            code="no_registry",
+            f"the broker's log holds root version {trust.root.version}, which it did not serve: "
+            "it withholds the current governance keys",
+            code="root_withheld",
         )
-    version = trust.update_registry(registries[0], now)
+    trust.check_root_not_expired(now)
+
+    registry = _newest_registry(
+        [d for t, d in documents if t == "registry"], [d for t, d in logged if t == "registry"]
+    )
+    version = trust.update_registry(registry, now)
     if version.version < memory.registry_version:
         raise GovernanceError(
             f"registry version {version.version} is older than version "
@@ -212,11 +221,111 @@ async def verify_broker(
                 trust.apply_status(data)
         except TearlineError as exc:
             not_trusted[f"status of {_id_of(data)}"] = exc.message
+    _check_no_status_withheld(trust, documents, logged)
     memory.head = head.raw
     memory.root = newest
     memory.registry_version = version.version
     memory.save()
     return Verified(trust, head, not_trusted)
+
+
+def _served(served: Mapping[str, Any], leaves: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """Each document served, with its type, once checked to be what the log holds at the index
+    the broker gave (the document itself, or for an agreement the leaf committing to it)."""
+    out: list[tuple[str, bytes]] = []
+    for entry in served["documents"]:
+        data = b64d(entry["document"])
+        index = entry["index"]
+        if type(index) is not int or not 0 <= index < len(leaves):
+            raise LogError(
+                "a governance document came without an index in the log: it was never "
+                "published to every node",
+                code="not_in_log",
+            )
+        try:
+            leaf = log_leaf(data)
+        except TearlineError:
+            leaf = None
+        if leaf != leaves[index]:
+            raise LogError(
+                f"the governance document served as log entry {index} is not what the log "
+                "holds there: it was never published to every node",
+                code="not_in_log",
+            )
+        out.append((parse_envelope(data).doc_type, data))
+    return out
+
+
+def _logged(leaves: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """The documents the log holds whole (roots, registry versions, statuses), in log order.
+    Agreements are there as commitments; anything else is skipped: only a signature makes a
+    document count, and the checks that follow ask for one."""
+    out: list[tuple[str, bytes]] = []
+    for leaf in leaves:
+        if parse_commitment(leaf) is not None:
+            continue
+        try:
+            out.append((parse_envelope(leaf).doc_type, leaf))
+        except TearlineError:
+            continue
+    return out
+
+
+def _newest_registry(served: Sequence[bytes], logged: Sequence[bytes]) -> bytes:
+    """The registry version to trust: the newest the log holds, which must be the one served."""
+    if len(served) != 1:
+        raise GovernanceError(
+            f"the broker served {len(served)} registries; a governed broker serves one",
+            code="no_registry",
+        )
+    newest = served[0]
+    newest_version = parse_registry(newest).version
+    for data in logged:
+        version = parse_registry(data).version
+        if version == newest_version and data != newest:
+            raise GovernanceError(
+                f"the log holds two different registry version {version} documents: one "
+                "version was signed twice, or the broker changed one",
+                code="registry_version_conflict",
+            )
+        if version > newest_version:
+            newest, newest_version = data, version
+    if newest != served[0]:
+        raise GovernanceError(
+            f"a freeze attack: the broker serves registry version "
+            f"{parse_registry(served[0]).version} but its log holds version {newest_version}, "
+            "which it withheld (a key or partner removed since would still be trusted); "
+            "nothing is trusted until it serves the newest",
+            code="registry_withheld",
+        )
+    return newest
+
+
+def _check_no_status_withheld(
+    trust: TrustedState, served: Sequence[tuple[str, bytes]], logged: Sequence[tuple[str, bytes]]
+) -> None:
+    """Every status the log holds about an agreement trusted here, applied after the served
+    ones, must change nothing: one that does (a suspension or termination not served) was
+    withheld to keep the agreement sharing."""
+    served_bytes = {d for t, d in served if t == "agreement-status"}
+    for kind, data in logged:
+        if kind != "agreement-status" or data in served_bytes:
+            continue
+        aid = _id_of(data)
+        if aid not in trust.signed_agreements:
+            continue  # not an agreement of this node's: not its to check
+        before = trust.status(aid)
+        try:
+            after = trust.apply_status(data)
+        except TearlineError:
+            continue  # not signed by a party: it changes nothing anywhere
+        if after is not before:
+            raise GovernanceError(
+                f"the broker's log holds a signed {after.status} status of agreement {aid}, "
+                "which it did not serve: it withholds a party's decision to stop sharing; "
+                "nothing is trusted",
+                code="status_withheld",
+            )
 
 
 def _id_of(data: bytes) -> str:

@@ -32,10 +32,10 @@ from clients.governance.documents import (
     parse_status,
     signers,
 )
-from clients.protocol.encoding import canonical_json, format_time
+from clients.protocol.encoding import canonical_json, format_time, parse_time
 from clients.protocol.identity import Registry
 
-__all__ = ["GovernanceError", "TrustedState"]
+__all__ = ["GovernanceError", "TrustedState", "trusted_until"]
 
 # Which status wins when both were signed: a termination is final, a suspension is not more.
 _STRENGTH = {"suspended": 1, "terminated": 2}
@@ -71,6 +71,14 @@ def _require_threshold(envelope: Envelope, root: Root, code: str, whose: str) ->
             "missing_from": others,
         },
     )
+
+
+def trusted_until(root: Root, registry: RegistryVersion) -> datetime:
+    """The earlier of the two expiries. An agreement is in force only while the root and the
+    registry it was verified under are: a registry that expires while in force (frozen: its
+    holders stopped signing, or someone keeps them from it) then routes nothing, at the broker
+    and at every node alike."""
+    return min(root.expires, registry.expires)
 
 
 def _check_aware(now: datetime) -> None:
@@ -255,8 +263,38 @@ class TrustedState:
             return new
         return known
 
+    @property
+    def signed_agreements(self) -> frozenset[str]:
+        """The id of every agreement signed by all its parties, suspended or not."""
+        return frozenset(self._agreements)
+
     def status(self, agreement_id: str) -> AgreementStatus | None:
         return self._statuses.get(agreement_id)
+
+    def terms_in_force(self) -> dict[str, dict[str, Any]]:
+        """Agreement id → its terms as the releasability engine applies them (a copy), for
+        every agreement signed by all its parties: a signed suspension as ``suspended: true``,
+        a termination as ``valid_until`` the time it was issued, and no agreement in force past
+        the expiry of the root or registry it was verified under. The broker and every node
+        derive what is in force here, so the two cannot disagree on a status or a date."""
+        if self._registry is None:
+            raise GovernanceError("no registry version is trusted yet", code="no_registry")
+        until = trusted_until(self._root, self._registry)
+        out: dict[str, dict[str, Any]] = {}
+        for aid, signed in sorted(self._agreements.items()):
+            terms = copy.deepcopy(dict(signed.agreement))
+            stopped = self._statuses.get(aid)
+            if stopped is not None and stopped.status == "suspended":
+                terms["suspended"] = True
+            elif stopped is not None:  # terminated: it ended when a party signed that it did
+                if stopped.issued <= parse_time(terms["valid_from"]):
+                    terms["suspended"] = True  # ended before it began: never in force
+                elif stopped.issued < parse_time(terms["valid_until"]):
+                    terms["valid_until"] = format_time(stopped.issued)
+            if until < parse_time(terms["valid_until"]):
+                terms["valid_until"] = format_time(until)  # maybe before it begins: never
+            out[aid] = terms
+        return out
 
     @property
     def agreements(self) -> dict[str, dict[str, Any]]:

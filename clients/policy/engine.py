@@ -2,6 +2,9 @@
 
 Pure: no I/O and no clock; ``now`` is passed in. Deny by default: a partner is granted only when
 every rule holds, and every denial carries the first failing check as a stable reason code.
+The broker extends :class:`Policy` with what only it holds (its operators, its governed
+folder: ``broker.policy.engine``); a partner node builds one from the governance documents it
+verified (:func:`clients.governance.policy.node_policy`).
 """
 
 from __future__ import annotations
@@ -10,11 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from broker.policy.agreement import Agreement
-from broker.policy.governed import Governed
 from clients.errors import InputError
+from clients.policy.agreement import Agreement
 from clients.protocol.identity import Registry
 from clients.protocol.label import Label, Scheme
 
@@ -104,14 +105,9 @@ class Policy:
         scheme: Scheme,
         registry: Registry,
         agreements: Iterable[Agreement],
-        operators: Registry | None = None,
-        governance: Governed | None = None,
     ):
         self.scheme = scheme
-        # In a governed folder: the signed documents in force and those that are not.
-        self.governance = governance
         self.registry = registry
-        self.operators = operators if operators is not None else Registry([])  # audit readers
         self.agreements: Mapping[str, Agreement] = {
             a.id: a for a in sorted(agreements, key=lambda a: a.id)
         }
@@ -227,15 +223,6 @@ class Policy:
 
     def explain(self, decisions: Mapping[str, Decision]) -> dict[str, dict[str, str]]:
         return {pid: decisions[pid].to_dict() for pid in sorted(decisions)}
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "policy": self.scheme.policy,
-            "partners": len(self.registry),
-            "agreements": len(self.agreements),
-            "operators": len(self.operators),
-            "governed": self.governance is not None,
-        }
 
 
 def _reach(req: _Request, t: _Terms) -> int:

@@ -125,6 +125,7 @@ class OpenedReport:
     label: Label
     content_type: str
     payload: bytes
+    suite: str = "classic"
 
 
 # --- seal -----------------------------------------------------------------------------------
@@ -405,5 +406,11 @@ def open(
     except crypto.CryptoFailure as exc:
         raise EnvelopeError(f"CryptoFailure: {exc}") from None
     return OpenedReport(
-        header.id, header.originator, header.created, header.label, header.content_type, payload
+        header.id,
+        header.originator,
+        header.created,
+        header.label,
+        header.content_type,
+        payload,
+        header.suite,
     )

@@ -79,7 +79,7 @@ def test_log_compare_detects_a_split_view(governed: RunningBroker, tmp_path: Pat
     mine.write_text(run("log", "head", "--broker", governed.url, "--identity", usa).stdout)
     # The operator rewrites history: the log wiped and refilled with another registry 1.
     governed.redis().delete("tl:log", "tl:log:index")
-    governed.state.log.leaves.clear()
+    governed.state.log.clear()
     other = partner_entries()
     other[0] = {**other[0], "name": "Renamed by the operator's second log"}
     put(governed.policies, "registry.json", registry_doc(1, partners=other))

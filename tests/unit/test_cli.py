@@ -22,12 +22,12 @@ import typer
 import yaml
 from typer.testing import CliRunner, Result
 
-from broker.policy.engine import Reason
 from broker.policy.fingerprint import fingerprint
 from broker.policy.folder import read_policy_folder
 from broker.policy.load import load_policies
 from clients import cli as client_cli
 from clients.keyfile import Identity
+from clients.policy.engine import Reason
 from clients.protocol.encoding import b64e, format_time, parse_time
 from clients.protocol.identity import Partner
 from clients.protocol.label import Label

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from broker.policy.agreement import Agreement, Party
-from broker.policy.engine import Decision, Policy, Reason
+from broker.policy.engine import Policy
 from clients.errors import LabelError
+from clients.policy.agreement import Agreement, Party
+from clients.policy.engine import Decision, Reason
 from clients.protocol.identity import Registry
 from clients.protocol.label import TLP_LEVELS, Label, Scheme
 from tests import factories as f

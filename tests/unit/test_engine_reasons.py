@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from broker.policy.agreement import Agreement, Party
-from broker.policy.engine import Decision, Reason
 from clients.errors import InputError, LabelError
+from clients.policy.agreement import Agreement, Party
+from clients.policy.engine import Decision, Reason
 from clients.protocol.identity import Partner, Registry
 from clients.protocol.label import Label
 from tests import factories as f

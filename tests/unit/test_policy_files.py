@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.policy.engine import Decision
 from broker.policy.load import Problem, check_policies, load_policies
 from clients.errors import PolicyError
+from clients.policy.engine import Decision
 from clients.protocol.encoding import b64e
 from tests import factories as f
 
