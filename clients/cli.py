@@ -12,9 +12,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Final, NoReturn
 
@@ -37,7 +38,7 @@ from clients.governance_cli import agreement_app, governance_app, registry_app
 from clients.inbox_folder import InboxFolder, Written
 from clients.keyfile import Identity, generate, write_keypair
 from clients.operator_cli import dead_letters_app
-from clients.partner import Delivery, Gap, Recall, Report, check_against_trust
+from clients.partner import Delivery, Gap, Recall, Report
 from clients.protocol.encoding import EncodingError, compact_json, format_time, strict_loads
 from clients.protocol.envelope import STIX_CONTENT_TYPE, seal
 from clients.protocol.identity import check_suite
@@ -244,9 +245,10 @@ def publish(
     pin = _pin(root)
     try:
         with Partner(url, me) as node:
-            trust = node.verify_governance(pin, memory=memory).trust if pin else None
-            decisions = node.preview(parsed, suite=suite)
-            scheme = node.directory().scheme
+            if pin:  # from then on the node decides who is entitled, not the broker
+                node.verify_governance(pin, memory=memory)
+            decisions = node.releasability(parsed, suite=suite)
+            scheme = node.scheme() or node.directory().scheme
             rel_to = sorted(scheme.expand(parsed.releasable_to) - {me.partner})
             wanted = set(only) if only is not None else None
             refused: dict[str, str] = {}
@@ -280,8 +282,6 @@ def publish(
                     else f"none of --only {', '.join(sorted(wanted))} is entitled to it",
                     "no_recipients", not_sent, why, as_json,
                 )  # fmt: skip
-            if trust is not None:  # the preview is advice: its keys must be the documents'
-                check_against_trust(trust, me.partner, recipients, decisions)
             # Sealed from the preview just shown, not from a second one: what is said here
             # is what was sent (the broker checks it again, and refuses the whole report if
             # the policy changed meanwhile).
@@ -645,23 +645,54 @@ OPERATOR_COMMANDS: Final = {
     "demo": "Run a broker and five partner nodes sharing one report.",
 }
 BROKER_INSTALL: Final = "pip install 'tearline[broker]'"
+# pyproject's cti extra: `tearline gateway` serves with the broker extra's fastapi and uvicorn.
+GATEWAY_INSTALL: Final = "pip install 'tearline[broker,cti]'"
 
 
-def _needs_the_broker(app: typer.Typer, missing: str | None) -> None:
-    """Stand-ins for the operator commands when the broker's packages are not installed: each
-    says what to install, and only when it is asked for."""
-    for name, summary in OPERATOR_COMMANDS.items():
+@dataclasses.dataclass(frozen=True)
+class Plugin:
+    """What ``tearline`` knows of one ``tearline.commands`` entry point without importing it, so
+    that when it cannot be loaded its own commands (and no others) say why and what to install.
+
+    ``packages`` are top-level modules looked for before the plugin is imported (a plugin whose
+    module imports its heavy packages lazily would otherwise load fine and fail mid-command);
+    the broker looks for its own in ``broker.installed`` instead, which its module imports first.
+    """
+
+    commands: dict[str, str]  # name -> one-line summary for --help
+    needs: str  # "is an operator command and needs the broker's packages"
+    install: str
+    packages: tuple[str, ...] = ()
+
+
+PLUGINS: Final = {
+    "broker": Plugin(
+        OPERATOR_COMMANDS,
+        "is an operator command and needs the broker's packages",
+        BROKER_INSTALL,
+    ),
+    "gateway": Plugin(
+        {"gateway": "A TAXII 2.1 server for this partner node."},
+        "needs the gateway's packages",
+        GATEWAY_INSTALL,
+        # What gateway.app and gateway.cli import; stix2-validator is optional there (a bundle
+        # is then checked for shape and markings only, with a warning).
+        packages=("fastapi", "uvicorn"),
+    ),
+}
+
+
+def _unavailable(app: typer.Typer, plugin: Plugin, why: Callable[[str], str], short: str) -> None:
+    """Stand-ins for one plugin's commands: each fails with ``why(name)``, and only when it is
+    asked for; ``short`` ends its line in --help."""
+    for name, summary in plugin.commands.items():
 
         def refuse(ctx: typer.Context, name: str = name) -> None:
-            raise fail(
-                f"`tearline {name}` is an operator command and needs the broker's packages "
-                f"({missing or 'a dependency'} is not installed): {BROKER_INSTALL}",
-                2,
-            )
+            raise fail(why(name), 2)
 
         app.command(
             name,
-            help=escape(f"{summary} Needs {BROKER_INSTALL}."),  # [broker] is not markup
+            help=escape(f"{summary} {short}"),  # [broker] is not markup
             context_settings={
                 "allow_extra_args": True,
                 "ignore_unknown_options": True,
@@ -670,12 +701,55 @@ def _needs_the_broker(app: typer.Typer, missing: str | None) -> None:
         )(refuse)
 
 
+def _absent(module: str) -> bool:
+    """Whether a top-level module cannot be imported, asked without importing it."""
+    try:
+        return find_spec(module) is None
+    except ImportError:  # a finder that refuses it outright
+        return True
+    except ValueError:  # in sys.modules without a spec: imported already, so present
+        return False
+
+
+def _load_plugin(app: typer.Typer, entry: EntryPoint) -> None:
+    """Register one plugin's commands, or stand-ins for them alone: a plugin missing its
+    packages, missing from this installation or broken never takes another plugin's commands."""
+    plugin = PLUGINS.get(entry.name)
+    commands, groups = len(app.registered_commands), len(app.registered_groups)
+    try:
+        missing = next((p for p in plugin.packages if _absent(p)), None) if plugin else None
+        if missing is not None:
+            raise ImportError(f"{missing} is not installed", name=missing)
+        entry.load()(app)
+        return
+    except Exception as exc:
+        problem = exc
+    # Whatever a plugin that failed half-way registered goes: its stand-ins replace it whole.
+    del app.registered_commands[commands:], app.registered_groups[groups:]
+    top = (getattr(problem, "name", None) or "").split(".")[0]
+    own = entry.module.split(".")[0]
+    if plugin is not None and isinstance(problem, ImportError) and top != own and _absent(top):
+        # A package of an extra that is not installed: say which extra to install.
+        needs = f"{plugin.needs} ({problem.name} is not installed): {plugin.install}"
+        _unavailable(
+            app, plugin, lambda name: f"`tearline {name}` {needs}", f"Needs {plugin.install}."
+        )
+        return
+    # The plugin's own module is absent (an installation lacking a package its metadata names,
+    # as an image that copied only part of the source) or it is broken: no install fixes that.
+    reason = f"{entry.value} cannot be loaded ({type(problem).__name__}: {problem})"
+    if plugin is None:  # its commands are unknown here: say it once, on stderr
+        typer.echo(f"warning: tearline.commands plugin {entry.name!r}: {reason}", err=True)
+        return
+    _unavailable(
+        app,
+        plugin,
+        lambda name: f"`tearline {name}` is not available: {reason}; reinstall: {plugin.install}",
+        f"Unavailable: {reason}.",
+    )
+
+
 def main() -> None:
     for entry in entry_points(group="tearline.commands"):
-        try:
-            register = entry.load()
-        except ImportError as exc:  # the broker extra is not installed: partner commands only
-            _needs_the_broker(app, exc.name)
-            continue
-        register(app)
+        _load_plugin(app, entry)
     app()

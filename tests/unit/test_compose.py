@@ -9,25 +9,39 @@ read-only, the broker waits for a healthy Redis, both have health checks, the im
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import typer
-import yaml
 
 from broker import cli as broker_cli
 from broker.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO / "docker-compose.yml"
-DOCKERFILE = REPO / "Dockerfile"
+from tests.dockerfile import (
+    COMPOSE_FILE,
+    REPO,
+    cmd,
+    compose,
+    context_files,
+    copied_top_level,
+    dockerfile_env,
+    environment,
+    health_test,
+    healthcheck,
+    instructions,
+    interpolate,
+    mounts,
+    service,
+    steps,
+)
 
 # Debian's docker-compose is v1 (bookworm) or v2 (trixie); a v2 CLI plugin runs standalone too.
 _COMPOSE_CANDIDATES = (
@@ -68,18 +82,6 @@ def _compose_config(compose_file: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(data, dict)
-    return data
-
-
-def _service(name: str) -> dict[str, Any]:
-    service = _compose()["services"][name]
-    assert isinstance(service, dict)
-    return service
-
-
 def _argv(value: str | list[str]) -> list[str]:
     return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
 
@@ -90,36 +92,6 @@ def _option(argv: list[str], name: str) -> str | None:
         if arg == name and i + 1 < len(argv):
             return argv[i + 1]
     return None
-
-
-def _mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(source, target, read_only) for each volume, short or long syntax."""
-    mounts = []
-    for volume in service.get("volumes", []):
-        if isinstance(volume, str):
-            source, target, *mode = volume.split(":")
-            mounts.append((source, target, "ro" in (mode[0].split(",") if mode else [])))
-        else:
-            mounts.append(
-                (volume["source"], volume["target"], bool(volume.get("read_only", False)))
-            )
-    return mounts
-
-
-def _health_test(service: dict[str, Any]) -> list[str]:
-    health = service.get("healthcheck")
-    assert isinstance(health, dict), "no healthcheck"
-    assert not health.get("disable", False)
-    test = _argv(health["test"])
-    assert test[0] in {"CMD", "CMD-SHELL"}, test
-    return test[1:]
-
-
-def _environment(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment", {})
-    if isinstance(env, list):
-        return dict(item.split("=", 1) for item in env)
-    return {k: str(v) for k, v in env.items()}
 
 
 # --- Compose's own verdict ----------------------------------------------------------------------
@@ -157,7 +129,7 @@ def test_compose_validation_is_real(tmp_path: Path, before: str, after: str) -> 
 
 
 def test_redis_keeps_an_aof_on_a_named_volume() -> None:
-    redis = _service("redis")
+    redis = service("redis")
     name, _, tag = str(redis["image"]).partition(":")
     assert name == "redis"
     assert int(tag.split(".")[0]) >= 7, "pin a major version of at least 7"
@@ -165,21 +137,21 @@ def test_redis_keeps_an_aof_on_a_named_volume() -> None:
     assert argv[0] == "redis-server"
     assert _option(argv, "--appendonly") == "yes"
     assert _option(argv, "--appendfsync") in {"everysec", "always"}
-    data = [source for source, target, _ in _mounts(redis) if target == "/data"]
+    data = [source for source, target, _ in mounts(redis) if target == "/data"]
     assert data, "redis /data is not on a volume"
-    assert data[0] in (_compose().get("volumes") or {}), "redis data must be a named volume"
+    assert data[0] in (compose().get("volumes") or {}), "redis data must be a named volume"
 
 
 def test_policies_are_mounted_read_only_where_the_broker_reads_them() -> None:
-    broker = _service("broker")
-    env = _environment(broker)
-    policies = [(s, ro) for s, t, ro in _mounts(broker) if t == env["TEARLINE_POLICIES_DIR"]]
+    broker = service("broker")
+    env = environment(broker)
+    policies = [(s, ro) for s, t, ro in mounts(broker) if t == env["TEARLINE_POLICIES_DIR"]]
     assert policies == [("./policies", True)]
 
 
 def test_broker_uses_the_compose_redis_once_it_is_healthy() -> None:
-    broker = _service("broker")
-    assert _environment(broker)["REDIS_URL"] == "redis://redis:6379/0"
+    broker = service("broker")
+    assert environment(broker)["REDIS_URL"] == "redis://redis:6379/0"
     depends = broker["depends_on"]
     assert isinstance(depends, dict), "short depends_on syntax does not wait for health"
     assert depends["redis"]["condition"] == "service_healthy"
@@ -188,17 +160,17 @@ def test_broker_uses_the_compose_redis_once_it_is_healthy() -> None:
 
 
 def test_both_services_have_health_checks() -> None:
-    assert "redis-cli ping" in " ".join(_health_test(_service("redis")))
-    assert "/healthz" in " ".join(_health_test(_service("broker")))
+    assert "redis-cli ping" in " ".join(health_test(service("redis")))
+    assert "/healthz" in " ".join(health_test(service("broker")))
 
 
 def test_every_tearline_variable_is_a_setting() -> None:
     # A misspelt TEARLINE_* variable is silently ignored by the settings loader: catch it here.
     names = {f"TEARLINE_{field.upper()}" for field in Settings.model_fields}
-    for key in _environment(_service("broker")):
+    for key in environment(service("broker")):
         if key.startswith("TEARLINE_"):
             assert key in names, f"{key} is not a Settings field"
-    for key in _dockerfile_env():
+    for key in dockerfile_env():
         if key.startswith("TEARLINE_"):
             assert key in names, f"Dockerfile: {key} is not a Settings field"
 
@@ -206,75 +178,141 @@ def test_every_tearline_variable_is_a_setting() -> None:
 # --- the Dockerfile -----------------------------------------------------------------------------
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
-    logical: list[str] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    assert not pending, "Dockerfile ends inside a continued line"
-    return [(word.upper(), rest.strip()) for word, _, rest in (i.partition(" ") for i in logical)]
-
-
-def _dockerfile_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instruction, args in _instructions():
-        if instruction == "ENV":
-            for item in shlex.split(args):
-                key, _, value = item.partition("=")
-                env[key] = value
-    return env
-
-
 def test_dockerfile_serves_as_a_non_root_user() -> None:
-    instructions = _instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    names = [name for name, _ in instructions]
-    users = [args for name, args in instructions if name == "USER"]
+    steps = instructions()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    names = [name for name, _ in steps]
+    users = [args for name, args in steps if name == "USER"]
     assert users, "no USER: the broker would run as root"
     assert users[-1].split(":")[0] not in {"root", "0"}
     assert names.index("USER") < names.index("CMD")
-    assert any(
-        name == "RUN" and "pip install" in a and ".[broker]" in a for name, a in instructions
-    )
+    assert any(name == "RUN" and "pip install" in a and ".[broker]" in a for name, a in steps)
 
-    cmd = json.loads([args for name, args in instructions if name == "CMD"][-1])
-    assert cmd[:2] == ["tearline", "serve"]
-    assert _option(cmd, "--host") == "0.0.0.0"
-    assert not [args for name, args in instructions if name == "ENTRYPOINT"]
+    command = cmd()
+    assert command[:2] == ["tearline", "serve"]
+    assert _option(command, "--host") == "0.0.0.0"
+    assert not [args for name, args in steps if name == "ENTRYPOINT"]
 
-    health = [args for name, args in instructions if name == "HEALTHCHECK"]
-    assert len(health) == 1
-    check = json.loads(health[0][health[0].index("CMD") + 3 :].strip())
+    check = healthcheck()
     assert check[:2] == ["python", "-c"]
     assert "urllib" in check[2]
     assert "/healthz" in check[2]
 
 
-def test_dockerfile_copies_what_exists_and_the_compose_paths_match() -> None:
-    for name, args in _instructions():
-        if name == "COPY" and not args.startswith("--from"):
-            for source in shlex.split(args)[:-1]:
-                assert (REPO / source).exists(), f"COPY {source}: not in the repository"
-    env = _dockerfile_env()
-    compose_env = _environment(_service("broker"))
-    assert env["TEARLINE_POLICIES_DIR"] == compose_env["TEARLINE_POLICIES_DIR"]
-    assert env["TEARLINE_DATA_DIR"] == compose_env["TEARLINE_DATA_DIR"]
-    data = [s for s, t, ro in _mounts(_service("broker")) if t == env["TEARLINE_DATA_DIR"]]
-    assert data, "the broker's data folder (its receipt key) is not on a volume"
-    assert not data[0].startswith((".", "/")), "the broker key needs a named volume"
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _distribution_packages() -> set[str]:
+    """The top-level packages setuptools' packages.find puts in the distribution, found the way
+    it finds them: folders with an __init__.py whose name an include pattern matches."""
+    find = _pyproject()["tool"]["setuptools"]["packages"]["find"]
+    assert set(find) <= {"include", "exclude"}, f"packages.find options not read here: {find}"
+    return {
+        path.parent.name
+        for path in REPO.glob("*/__init__.py")
+        if any(fnmatch.fnmatchcase(path.parent.name, p) for p in find.get("include", ["*"]))
+        and not any(fnmatch.fnmatchcase(path.parent.name, p) for p in find.get("exclude", []))
+    }
+
+
+def _pip_install_step() -> PurePosixPath:
+    """Where the image's `pip install .` runs (one does)."""
+    runs = [(args, wd) for kind, args, wd in steps() if kind == "RUN" and "pip install" in args]
+    assert len(runs) == 1, runs
+    args, workdir = runs[0]
+    assert re.search(r"""(^|\s)["']?\.\[broker\]""", args), f"not an install of .: {args}"
+    assert "-c requirements.lock" in args
+    return workdir
+
+
+def test_dockerfile_copies_every_package_the_distribution_includes() -> None:
+    # The image once copied clients/ and broker/ but not gateway/: pip installed what it found,
+    # the gateway's entry point stayed declared, and `tearline serve` failed in the container.
+    packages = _distribution_packages()
+    assert {"clients", "broker", "gateway"} <= packages
+    copied = copied_top_level()
+    workdir = _pip_install_step()
+    for package in sorted(packages):
+        assert package in copied, f"the Dockerfile does not COPY {package}/ (packages.find has it)"
+        assert copied[package] == workdir / package, f"{package}/ is not where pip builds from"
+        # .dockerignore must not take its sources out of the build context either.
+        sources = {p for p in (REPO / package).rglob("*.py") if "__pycache__" not in p.parts}
+        in_context = {REPO / package / p for p in context_files(package)}
+        assert sources <= in_context, f"left out by .dockerignore: {sorted(sources - in_context)}"
+    project = _pyproject()["project"]
+    needed = ["pyproject.toml", project["readme"], "requirements.lock"]
+    for name in needed:
+        assert copied.get(name) == workdir / name, f"{name} is not copied where pip runs"
+    for pattern_list in _pyproject()["tool"]["setuptools"]["package-data"].values():
+        for pattern in pattern_list:
+            assert list(REPO.glob(f"*/{pattern}")), pattern
+    # Every command the metadata declares lives in a copied package.
+    targets = [*project["scripts"].values(), *project["entry-points"]["tearline.commands"].values()]
+    for target in targets:
+        assert target.split(".")[0] in packages, target
+    # Sources first, then the install, then nothing it needs is copied after it.
+    order = [(k, a) for k, a, _ in steps() if k in {"COPY", "RUN"}]
+    install = next(i for i, (k, a) in enumerate(order) if k == "RUN" and "pip install" in a)
+    for kind, step in order[install:]:
+        if kind == "COPY":
+            assert not set(step.sources) & {*packages, *needed}, step
+
+
+def test_dockerfile_fails_its_build_when_a_plugin_does_not_load() -> None:
+    # A package declared but not installed is a failed `docker build`, not a container that
+    # starts and answers every command with a stand-in.
+    runs = [args for kind, args, _ in steps() if kind == "RUN"]
+    install = next(i for i, a in enumerate(runs) if "pip install" in a)
+    checks = [a for a in runs[install + 1 :] if "tearline.commands" in a]
+    assert checks, "no RUN loads the tearline.commands entry points after pip install"
+    assert checks[0].startswith("python -I "), "-I: from site-packages, not the sources in /app"
+    assert ".load()" in checks[0]
+
+
+def test_compose_runs_the_image_as_the_dockerfile_sets_it_up() -> None:
+    broker = service("broker")
+    image_env = dockerfile_env()
+    compose_env = environment(broker)
+    # Compose keeps the image's command and user: no override to drift from the Dockerfile.
+    assert "command" not in broker or _argv(broker["command"]) == cmd()
+    assert "entrypoint" not in broker
+    assert "user" not in broker
+    # The paths and the default public URL are the image's.
+    for key in ("TEARLINE_POLICIES_DIR", "TEARLINE_DATA_DIR"):
+        assert compose_env[key] == image_env[key], key
+    assert interpolate(compose_env["TEARLINE_PUBLIC_URL"]) == image_env["TEARLINE_PUBLIC_URL"]
+    # The port: what the broker listens on, what the image exposes, what compose publishes.
+    port = compose_env.get("TEARLINE_PORT", image_env["TEARLINE_PORT"])
+    exposed = [args for name, args in instructions() if name == "EXPOSE"]
+    assert exposed == [port]
+    assert [str(p).split(":")[-1] for p in broker["ports"]] == [port]
+    # The same health check as the image's.
+    assert health_test(broker) == healthcheck()
+    # The operator's policies land where the image put its example set, and the data volume
+    # on the folder the image made for the user it runs as (a new named volume takes the
+    # image folder's owner: the broker can write its key there).
+    copied = copied_top_level()
+    assert copied["policies"] == PurePosixPath(image_env["TEARLINE_POLICIES_DIR"])
+    user = [args for name, args in instructions() if name == "USER"][-1]
+    data = image_env["TEARLINE_DATA_DIR"]
+    made = [
+        args
+        for kind, args, _ in steps()
+        if kind == "RUN" and f"chown {user}:" in args and data in args.split()
+    ]
+    assert made, f"no RUN makes {data} the {user} user's"
+    assert [t for _, t, _ in mounts(broker) if t == data], f"{data} is not on a volume"
+    # Redis by its service name, on the port its image listens on.
+    url = urlsplit(compose_env["REDIS_URL"])
+    assert (url.hostname, url.port or 6379) == ("redis", 6379)
+    assert "redis" in compose()["services"]
+    assert "ports" not in service("redis"), "Redis is reached over the compose network only"
 
 
 def test_the_image_command_exists() -> None:
     # CMD runs `tearline serve`: the console script and the operator command it dispatches to.
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    pyproject = _pyproject()
     assert pyproject["project"]["scripts"]["tearline"] == "clients.cli:main"
     assert pyproject["project"]["entry-points"]["tearline.commands"]["broker"] == (
         "broker.cli:register"
