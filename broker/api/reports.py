@@ -25,7 +25,6 @@ from broker.ingest import Accepted, accept_report, accept_reports
 from broker.metrics import REPORTS
 from clients.errors import (
     AuthenticationError,
-    DeniedError,
     InputError,
     NotFoundError,
     TearlineError,
@@ -329,17 +328,24 @@ class RecallResponse(BaseModel):
 @router.post(
     "/reports/{report_id}/recall",
     summary="Recall a report: withdraw undelivered copies, notify recipients that had it",
-    responses=errors(401, 403, 404, 503),
+    description="Only the report's originator may recall it. To anyone else, a report that "
+    "exists and one that does not get the same 404 `no_such_report`: the answer tells nobody "
+    "but the originator whether an id is held.",
+    responses=errors(401, 404, 503),
 )
 async def recall(
     report_id: Annotated[str, Path(pattern=UUID_PATTERN)], state: State, caller: Caller
 ) -> RecallResponse:
     routing = await state.store.report_routing(report_id)
-    if routing is None:
-        raise NotFoundError(f"no report {report_id} is held by this broker", code="no_such_report")
+    if routing is None or routing[0] != caller.partner:
+        # One answer for "no such report" and "someone else's": a 403 for an id that exists
+        # would tell whoever knows an id that the broker holds it (an existence oracle).
+        raise NotFoundError(
+            f"{caller.partner} has no report {report_id} held by this broker; only a report's "
+            "originator may recall it",
+            code="no_such_report",
+        )
     originator, recipients = routing
-    if originator != caller.partner:
-        raise DeniedError("only a report's originator may recall it", code="not_originator")
     recalled = await state.store.recall(report_id, originator, recipients)
     return RecallResponse(
         report_id=report_id, withdrawn=list(recalled.withdrawn), notified=list(recalled.notified)
