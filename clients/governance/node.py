@@ -24,6 +24,7 @@ from clients.governance.documents import (
     parse_envelope,
     parse_registry,
     parse_root,
+    parse_status,
 )
 from clients.governance.log import (
     LogError,
@@ -311,7 +312,10 @@ def _check_no_status_withheld(
     for kind, data in logged:
         if kind != "agreement-status" or data in served_bytes:
             continue
-        aid = _id_of(data)
+        try:
+            aid = parse_status(data).agreement
+        except TearlineError:
+            continue
         if aid not in trust.signed_agreements:
             continue  # not an agreement of this node's: not its to check
         before = trust.status(aid)
@@ -330,8 +334,8 @@ def _check_no_status_withheld(
 
 def _id_of(data: bytes) -> str:
     try:
-        signed = json.loads(data)["signed"]
-        return str(signed.get("agreement", {}).get("id") or signed.get("agreement"))
+        agreement = json.loads(data)["signed"]["agreement"]  # an agreement's terms, or its id
+        return str(agreement.get("id") if isinstance(agreement, dict) else agreement)
     except (ValueError, KeyError, TypeError, AttributeError):
         return "?"
 
