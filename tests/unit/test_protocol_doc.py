@@ -693,6 +693,53 @@ def render_governance_log() -> str:
     return "\n".join(lines)
 
 
+@cache
+def _gov_agreement() -> bytes:
+    terms = {
+        "id": "gbr-usa",
+        "title": "UK-US exchange",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_until": "2028-01-01T00:00:00Z",
+        "ceiling": "SECRET",
+        "topics": ["apt"],
+        "parties": {"GBR": {}, "USA": {}},
+    }
+    return gov_documents.add_signature(
+        gov_documents.new_document({"type": "agreement", "agreement": terms}),
+        _gov_private("GBR"),
+    )
+
+
+def render_governance_commitment() -> str:
+    agreement = _gov_agreement()
+    leaf = gov_log.log_leaf(agreement)
+    return "\n".join(
+        [
+            "# an agreement (signed by GBR's key above; USA's signature would follow), as served",
+            agreement.decode(),
+            "# its leaf in the log: the commitment, canonical JSON",
+            leaf.decode(),
+            f"sha256(agreement) = {hashlib.sha256(agreement).hexdigest()}",
+            f"leaf_hash = {merkle.leaf_hash(leaf).hex()}",
+        ]
+    )
+
+
+def test_an_agreements_leaf_commits_to_it_and_shows_no_term() -> None:
+    agreement = _gov_agreement()
+    leaf = gov_log.log_leaf(agreement)
+    commitment = gov_log.parse_commitment(leaf)
+    assert commitment is not None
+    assert commitment.commits_to(agreement)
+    assert commitment.agreement == "gbr-usa"
+    assert commitment.parties == {"GBR", "USA"}
+    assert not commitment.commits_to(agreement + b" ")
+    for term in (b"SECRET", b"apt", b"UK-US", b"2028"):
+        assert term not in leaf
+    # Every other document is its own leaf.
+    assert [gov_log.log_leaf(d) for d in _gov_documents()] == list(_gov_documents())
+
+
 def test_the_governance_vectors_verify_as_a_node_checks_them() -> None:
     # The trust rules accept them, and the log's hashes are RFC 9162's, recomputed with hashlib.
     root, registry = _gov_documents()
@@ -737,6 +784,7 @@ RENDER: Final[dict[str, Callable[[], str]]] = {
     "governance-root": render_governance_root,
     "governance-registry": render_governance_registry,
     "governance-log": render_governance_log,
+    "governance-commitment": render_governance_commitment,
 }
 VALIDATE: Final[dict[str, Callable[[str], None]]] = {
     "refusal-codes": validate_refusal_table,
