@@ -33,6 +33,8 @@ from clients.protocol.encoding import (
 GENESIS: Final = crypto.sha256(b"tearline audit v1")
 CHECKPOINT_TYPE: Final = b"application/vnd.tearline.audit-checkpoint+json;version=1"
 Entry = tuple[str, Mapping[str, str]]
+#: Audit entries indexed per Redis round trip (one XRANGE and one script).
+INDEX_CHUNK: Final = 1000
 
 
 class AuditError(InputError):
@@ -113,9 +115,22 @@ def verify_trail(
     return Verified(entries=count, checkpoints=len(pending), covered=covered)
 
 
+async def index(state: BrokerState, *, chunk: int = INDEX_CHUNK) -> int:
+    """Bring the per-report lists of audit entry ids up to the trail's end; how many entries
+    were added. An operator's lookup by report reads the lists, so it finds every entry of a
+    report however many came after it (a flood of other reports cannot push a trail out of
+    reach); the sealer's rounds keep the lists close behind, so a lookup has little to add."""
+    added = 0
+    while read := await state.store.index_audit(chunk):
+        added += read
+    return added
+
+
 async def seal(state: BrokerState, *, batch: int = 1000) -> Checkpoint | None:
-    """Sign a checkpoint over the entries added since the last one (None if there are none)."""
+    """Sign a checkpoint over the entries added since the last one (None if there are none).
+    Each round also brings the per-report index up to date (:func:`index`)."""
     store = state.store
+    await index(state)
     last = await store.last_checkpoint()
     if last is None:
         upto, count, chain = "0-0", 0, GENESIS

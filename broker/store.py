@@ -6,6 +6,8 @@ Layout (the ``{…}`` parts are hash tags, so the layout can move to Redis Clust
     tl:inbox:{P}       stream per recipient: one entry per report for P; consumer group "tl"
     tl:dead:{P}        stream: entries delivered more than max_deliveries times
     tl:audit           stream: accepted reports and deliveries withheld at delivery time
+    tl:audit:report:{id}  list: the ids of the audit entries about report id, oldest first
+    tl:audit:indexed   the last audit entry the per-report lists cover
     tl:nonce:{P}:{n}   request nonces seen within the replay window
     tl:log             list: the transparency log's leaves, the governance documents' bytes
     tl:log:index       hash: SHA-256 of a document → its index in tl:log (appended once)
@@ -237,6 +239,28 @@ def dead_key(partner: str) -> str:
 
 AUDIT_KEY: Final = "tl:audit"
 CHECKPOINTS_KEY: Final = "tl:audit:checkpoints"
+AUDIT_INDEXED_KEY: Final = "tl:audit:indexed"
+
+
+def audit_index_key(report_id: str) -> str:
+    return f"tl:audit:report:{{{report_id}}}"
+
+
+_AUDIT_INDEX_LUA: Final = """
+-- Append a chunk of audit entries to their reports' lists, once.
+-- KEYS[1] the index's cursor, KEYS[2..] one list per report; ARGV[1] the cursor the chunk was
+--   read after, ARGV[2] the chunk's last entry id, then per list: how many ids, the ids
+-- When another indexer moved the cursor first, it indexed this chunk: nothing is written.
+if (redis.call('GET', KEYS[1]) or '0-0') ~= ARGV[1] then return 0 end
+local a = 3
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[a])
+  redis.call('RPUSH', KEYS[k], unpack(ARGV, a + 1, a + n))
+  a = a + n + 1
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
 
 
 def lease_key(task: str) -> str:
@@ -334,6 +358,7 @@ class Store:
         self._replay = redis.register_script(_REPLAY_LUA)
         self._dead_letter = redis.register_script(_DEAD_LETTER_LUA)
         self._log_append = redis.register_script(_LOG_APPEND_LUA)
+        self._audit_index = redis.register_script(_AUDIT_INDEX_LUA)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -609,6 +634,44 @@ class Store:
             if report_id is None or row.get("report") == report_id:
                 out.append({"entry": entry_id.decode(), **row})
         return out
+
+    async def index_audit(self, chunk: int) -> int:
+        """Add the audit entries after the index's cursor (at most ``chunk``) to their reports'
+        lists, and move the cursor past them, atomically; how many entries were read (0: the
+        index is complete). Brokers may run it at once: each chunk is applied once.
+
+        The lists are derived from the stream, so no writer of audit entries has to know of
+        them, and a trail written before the index existed is indexed on the first run."""
+        cursor = (await self.redis.get(AUDIT_INDEXED_KEY) or b"0-0").decode()
+        reply = await self.redis.xrange(AUDIT_KEY, min=f"({cursor}", max="+", count=chunk)
+        if not reply:
+            return 0
+        by_report: dict[str, list[str]] = {}
+        for entry_id, fields in reply:
+            report_id = fields.get(b"report", b"").decode()
+            if report_id:  # a gap notice concerns no report
+                by_report.setdefault(report_id, []).append(entry_id.decode())
+        keys = [AUDIT_INDEXED_KEY]
+        args: list[Any] = [cursor, reply[-1][0].decode()]
+        for report_id, ids in by_report.items():
+            keys.append(audit_index_key(report_id))
+            args += [len(ids), *ids]
+        await self._audit_index(keys=keys, args=args)
+        return len(reply)
+
+    async def audit_trail(self, report_id: str, count: int) -> list[dict[str, str]]:
+        """The newest ``count`` audit entries about ``report_id``, newest first, however old,
+        from its list (as far as :meth:`index_audit` has gone)."""
+        ids = await self.redis.lrange(audit_index_key(report_id), -count, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in reversed(ids):
+                pipe.xrange(AUDIT_KEY, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        return [
+            {"entry": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+            for reply in replies
+            for entry_id, fields in reply
+        ]
 
 
 def _no_group(exc: ResponseError) -> bool:
