@@ -15,11 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from typer.testing import CliRunner, Result
 
-from clients import AsyncPartner, DeniedError, Label, Report
+from broker.runner import broker_in_thread, free_port
+from clients import AsyncPartner, DeniedError, Label, Report, cli
 from clients.governance.documents import GovernanceError
 from clients.governance.log import parse_commitment
+from clients.keyfile import write_keypair
 from clients.protocol.encoding import b64d, b64e
 from tests.integration.conftest import AGREEMENTS, PARTNERS, RunningBroker, me, running_broker
 from tests.integration.governed import (
@@ -30,7 +38,7 @@ from tests.integration.governed import (
     status_doc,
     write_governed,
 )
-from tests.integration.test_governed_publish import Doctoring, slots
+from tests.integration.test_governed_publish import Doctor, Doctoring, slots
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 # USA alone may have it: gbr-usa covers every topic up to SECRET; baltic (GBR, EST, FIN) stops
@@ -294,3 +302,93 @@ async def test_the_nodes_engine_agrees_with_the_brokers(
                 assert {p: d.keys for p, d in mine.items()} == {
                     p: d.keys for p, d in theirs.items()
                 }
+
+
+# --- the same attacks on `tearline publish --root --memory`, through a real HTTP proxy -------
+
+
+def doctoring_proxy(target: list[str], doctors: dict[str, Doctor]) -> FastAPI:
+    """A real reverse proxy (served by uvicorn) that forwards every request to ``target[0]``
+    unchanged, Host included, so the request signatures made for the proxy's URL verify at a
+    broker whose public URL it is, and rewrites the JSON answers of the paths in ``doctors``."""
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(base_url=target[0], timeout=30.0) as client:
+            answer = await client.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                headers=[(k, v) for k, v in request.headers.items() if k != "content-length"],
+                content=await request.body(),
+            )
+        body = answer.content
+        doctor = doctors.get(request.url.path)
+        if doctor is not None and answer.is_success:
+            data = answer.json()
+            doctor(data)
+            body = json.dumps(data).encode()
+        return Response(body, answer.status_code, media_type=answer.headers.get("content-type"))
+
+    methods = ["GET", "POST"]
+    return FastAPI(routes=[Route("/{path:path}", forward, methods=methods)], openapi_url=None)
+
+
+Proxied = tuple[RunningBroker, str, dict[str, Doctor]]
+
+
+@pytest.fixture
+def behind_proxy(
+    redis_server: Any, tmp_path: Path
+) -> Iterator[tuple[RunningBroker, str, dict[str, Doctor]]]:
+    """A governed broker that partners reach only through a doctoring proxy."""
+    doctors: dict[str, Doctor] = {}
+    target: list[str] = []
+    port = free_port()
+    proxy_url = f"http://127.0.0.1:{port}"
+    write_governed(tmp_path / "policies")
+    with (
+        broker_in_thread(doctoring_proxy(target, doctors), port=port),
+        running_broker(redis_server.url, tmp_path, public_url=proxy_url) as broker,
+    ):
+        target.append(broker.url)
+        yield broker, proxy_url, doctors
+
+
+def publish_command(
+    tmp_path: Path, url: str, label: Label, *, memory: Path | None = None
+) -> Result:
+    identity, _ = write_keypair(me("GBR"), tmp_path / "keys")
+    (tmp_path / "root.json").write_bytes(pinned_root())
+    (tmp_path / "label.json").write_text(json.dumps(label.to_dict()))
+    (tmp_path / "bundle.json").write_text(json.dumps(BUNDLE))
+    args = ["publish", tmp_path / "bundle.json", "--label", tmp_path / "label.json",
+            "--identity", identity, "--broker", url, "--root", tmp_path / "root.json",
+            "--memory", memory or tmp_path / "memory.json", "--json"]  # fmt: skip
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def test_preview_grant_attack_on_the_publish_command(behind_proxy: Proxied, tmp_path: Path) -> None:
+    broker, url, doctors = behind_proxy
+    doctors["/v1/releasability/preview"] = grant_est
+    sent = publish_command(tmp_path, url, NUCLEAR)
+    assert sent.exit_code == 0, sent.output
+    receipt = json.loads(sent.stdout.strip().splitlines()[-1])
+    stored = broker.redis().scan_iter("tl:report:*")
+    envelopes = [broker.redis().hget(k, "envelope") for k in stored]
+    assert len(envelopes) == 1
+    assert [p for p, _ in slots(envelopes[0])] == ["USA"]
+    assert "EST" not in json.dumps(receipt)
+
+
+def test_withheld_suspension_attack_on_the_publish_command(
+    behind_proxy: Proxied, tmp_path: Path
+) -> None:
+    broker, url, doctors = behind_proxy
+    suspend_baltic(broker)
+    doctors["/v1/governance"] = drop_statuses
+    doctors["/v1/releasability/preview"] = grant_est
+    refused = publish_command(tmp_path, url, FOR_EST)
+    assert refused.exit_code == 1
+    assert "withhold" in refused.output
+    assert "baltic" in refused.output
+    assert reports(broker) == []
