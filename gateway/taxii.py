@@ -176,15 +176,16 @@ def authority_forms(authority: str, scheme: str = "http") -> frozenset[str]:
 def check_host(host: str | None, allowed: frozenset[str]) -> str:
     """``host`` (a request's ``Host``) if it is one of the names the gateway answers for;
     421 otherwise: an address the gateway does not know it has (DNS rebinding, a misrouted
-    proxy) gets nothing, and nothing it sent is written into an answer."""
+    proxy) gets nothing, and the Host it sent is not written into the answer either."""
     name = (host or "").strip().lower()
     if name not in allowed:
         known = ", ".join(sorted(allowed))
         raise TaxiiError(
             421,
             "Misdirected request",
-            f"this gateway answers for {known}; the request is for {name or 'no host'} "
-            "(behind a proxy, set public_url or names in the gateway's configuration)",
+            f"this gateway answers only for {known}, and the request's Host is none of them; "
+            "send it to one of those (behind a proxy, set public_url or names in the "
+            "gateway's configuration)",
             error_code="misdirected_request",
         )
     return name

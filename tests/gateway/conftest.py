@@ -26,6 +26,8 @@ READER_PASSWORD = "reader reader reader"
 TOKEN = "tok-" + "x" * 40
 SHARE_USA = Label("RESTRICTED", ["USA", "DEU"], "GREEN", topics=["apt"])
 SHARE_DEU = Label("RESTRICTED", ["DEU"], "GREEN", topics=["apt"])
+#: Under the baltic agreement, to EST, which runs no gateway: a test reads EST's inbox itself.
+SHARE_EST = Label("CONFIDENTIAL", ["EST"], "AMBER", topics=["apt"])
 
 
 @dataclass
@@ -61,6 +63,7 @@ def gateway_config(partner: str, broker_url: str, folder: Path) -> GatewayConfig
         collections=(
             WritableCollection("share-usa", SHARE_USA, "Shared with the US"),
             WritableCollection("share-deu", SHARE_DEU, "Shared with Germany"),
+            WritableCollection("share-est", SHARE_EST, "Shared with Estonia"),
         ),
     )
 

@@ -219,3 +219,52 @@ def test_statuses_left_pending_by_a_stop_end_as_failures(store: Store) -> None:
     assert (body["status"], body["pending_count"], body["failure_count"]) == ("complete", 0, 1)
     assert body["failures"] == [{"id": "indicator--a", "version": "v1", "message": "interrupted"}]
     assert store.status("s2") == ("share", "siem", done)
+
+
+def test_a_store_made_before_holders_kept_their_stamps_is_upgraded(tmp_path: Path) -> None:
+    """The holders table of the first release had no json or tlp_rank: opening adds them, and
+    the versions stored then keep the copy they have when one of their holders is recalled."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE holders (collection TEXT NOT NULL, id TEXT NOT NULL,"
+        " version_key TEXT NOT NULL, report_id TEXT NOT NULL,"
+        " PRIMARY KEY (collection, id, version_key, report_id)) WITHOUT ROWID;"
+    )
+    old.close()
+    store = Store(path)
+    columns = {r[1] for r in store._db().execute("PRAGMA table_info(holders)")}
+    assert {"json", "tlp_rank"} <= columns
+    store.add_report("r1", "GBR", ["received"], [indicator(1, name="one")], now_us=NOW)
+    store.add_report("r2", "GBR", ["received"], [indicator(1, name="two")], now_us=NOW)
+    store._db().execute("UPDATE holders SET json = NULL")  # as the first release left them
+    assert store.recall("r1", "GBR", now_us=NOW) == 0
+    (row,) = store.page("received", query(), "objects").rows
+    assert '"one"' in row.json  # kept as it was: there is no stamp of r2's to serve instead
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("ranks", "recalled", "served"),
+    [
+        pytest.param((0, 4), None, "r2", id="a-stricter-second-holder-is-served"),
+        pytest.param((4, 0), None, "r1", id="a-laxer-second-holder-is-not"),
+        pytest.param((2, 2), None, "r1", id="among-equals-the-first"),
+        pytest.param((0, 4), "r1", "r2", id="recall-the-laxer"),
+        pytest.param((0, 4), "r2", "r1", id="recall-the-stricter"),
+        pytest.param((2, 2), "r1", "r2", id="recall-the-first-of-equals"),
+        pytest.param((0, 4, 2), "r2", "r3", id="recall-leaves-the-strictest-remaining"),
+    ],
+)
+def test_a_shared_version_is_served_as_its_strictest_holder_stamped_it(
+    store: Store, ranks: tuple[int, ...], recalled: str | None, served: str
+) -> None:
+    for n, rank in enumerate(ranks, start=1):
+        stamped_by = indicator(1, name=f"r{n}")  # the same version, each report's own stamp
+        store.add_report(f"r{n}", "GBR", ["received"], [stamped_by], now_us=NOW + n, tlp_rank=rank)
+    if recalled is not None:
+        assert store.recall(recalled, "GBR", now_us=NOW + 10) == 0  # still held: not removed
+    (row,) = store.page("received", query(), "objects").rows
+    assert f'"name":"{served}"' in row.json
