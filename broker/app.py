@@ -22,6 +22,7 @@ from broker.api import audit as audit_api
 from broker.api import deadletters, directory, governance, health, inbox, reports, status
 from broker.api import docs as api_docs
 from broker.api import errors as api_errors
+from broker.api import metrics as metrics_api
 from broker.api import openapi as api_openapi
 from broker.api.limits import HeaderLimits
 from broker.connections import connect
@@ -38,7 +39,7 @@ log = logging.getLogger("tearline.broker")
 # Who signs the requests of each router: partners, operators, nobody. broker.api.openapi
 # documents it; tests/integration/test_authorisation.py shows that the broker enforces it.
 PARTNER_ROUTERS = (reports.router, inbox.router, directory.router, governance.router)
-OPERATOR_ROUTERS = (audit_api.router, deadletters.router, status.router)
+OPERATOR_ROUTERS = (audit_api.router, deadletters.router, status.router, metrics_api.router)
 PUBLIC_ROUTERS = (health.router,)
 
 # How often a broker that started while Redis was away tries to set up the inboxes again, and

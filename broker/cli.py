@@ -234,6 +234,19 @@ def serve(
     soft, _hard = raise_open_files_limit()
     typer.echo(f"open files limit {soft}", err=True)
     with _stop_on_signals(), contextlib.ExitStack() as stack:
+        if settings.metrics_port is not None:
+            from broker.metrics import metrics_listener
+
+            try:
+                stack.enter_context(metrics_listener(settings.metrics_host, settings.metrics_port))
+            except OSError as exc:
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise _fail(f"cannot listen for metrics on {where}: {exc}", 1) from None
+            typer.echo(
+                f"metrics for Prometheus on http://{settings.metrics_host}:"
+                f"{settings.metrics_port}/metrics (unauthenticated: keep it from partners)",
+                err=True,
+            )
         if settings.redis_url is None:
             try:
                 embedded = stack.enter_context(

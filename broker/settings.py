@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: PositiveInt = 1
+    # Prometheus cannot sign requests, and the broker's /metrics answers signed operators only:
+    # `tearline serve` opens this port for it, unauthenticated, on metrics_host (loopback unless
+    # told otherwise; in a container, a network partners cannot reach). None: no such listener.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    metrics_host: str = "127.0.0.1"
 
     max_envelope_bytes: PositiveInt = 1 * MiB
     # POST /v1/reports:batch: how many envelopes one request may carry, and its whole size.

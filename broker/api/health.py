@@ -1,15 +1,13 @@
-"""Liveness, readiness and metrics. Unauthenticated: they reveal nothing about partners."""
+"""Liveness and readiness. Unauthenticated: they reveal nothing about partners. (Metrics do:
+they are for operators, broker.api.metrics.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
-
-from broker.metrics import render
 
 router = APIRouter(tags=["health"])
 
@@ -37,8 +35,3 @@ async def readyz(request: Request) -> JSONResponse:
         checks["policy_reload"] = "refused" if state.policy_error else "ok"
     ready = bool(checks["policy"] and checks["redis"])
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(render(), media_type=CONTENT_TYPE_LATEST)

@@ -16,7 +16,8 @@ The routers describe what each operation does; this module adds what they all sh
 - the error body as one schema, ``#/components/schemas/Error``; FastAPI's own validation-error
   schemas go, because the broker never answers in that shape (``broker.api.errors``).
 
-Public operations (``/healthz``, ``/readyz``, ``/metrics``) get no security requirement.
+Public operations (``/healthz``, ``/readyz``) get no security requirement; ``/metrics`` is an
+operator's (Prometheus scrapes its own listener, ``TEARLINE_METRICS_PORT``).
 """
 
 from __future__ import annotations

@@ -45,10 +45,9 @@ Audience = Literal["public", "partners", "operators"]
 
 #: Who may call each route, ``"METHOD /path"`` as the app declares it. Every route needs one.
 RULES: Final[dict[str, Audience]] = {
-    # Liveness, readiness, metrics and the API's own description: nothing about any partner.
+    # Liveness, readiness and the API's own description: nothing about any partner.
     "GET /healthz": "public",
     "GET /readyz": "public",
-    "GET /metrics": "public",
     "GET /openapi.json": "public",
     "HEAD /openapi.json": "public",
     "GET /docs": "public",
@@ -77,6 +76,8 @@ RULES: Final[dict[str, Audience]] = {
     "GET /v1/log/proofs/consistency": "partners",
     # What an operator does: signed with a key from operators.yaml.
     "GET /v1/audit": "operators",
+    # How the traffic moves: not for partners (issue 16; Prometheus scrapes its own listener).
+    "GET /metrics": "operators",
     "GET /v1/dead-letters": "operators",
     "GET /v1/dead-letters/{partner}/{dead_id}": "operators",
     "POST /v1/dead-letters/{partner}/{dead_id}/replay": "operators",

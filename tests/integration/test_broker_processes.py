@@ -183,8 +183,10 @@ async def test_two_brokers_on_one_redis_deliver_everything_once(
 
 
 def test_metrics_are_summed_over_every_worker(tmp_path: Path) -> None:
-    """With --workers 2, whichever worker answers the scrape reports every worker's counts."""
+    """With --workers 2, whichever worker answers the scrape reports every worker's counts: on
+    the broker's listener to an operator, and on the metrics listener to Prometheus."""
     write_policies(tmp_path / "policies")
+    metrics_port = free_port()
     with (
         EmbeddedRedis(tmp_path / "redis", port=free_port()) as server,
         BrokerProcess(
@@ -192,6 +194,7 @@ def test_metrics_are_summed_over_every_worker(tmp_path: Path) -> None:
             policies=tmp_path / "policies",
             data_dir=tmp_path / "data",
             workers=2,
+            env={"TEARLINE_METRICS_PORT": str(metrics_port)},
         ) as broker,
     ):
 
@@ -204,9 +207,14 @@ def test_metrics_are_summed_over_every_worker(tmp_path: Path) -> None:
         scrapes = []
         for _ in range(6):
             with httpx.Client(timeout=10) as client:  # new connections, either worker
-                text = client.get(f"{broker.url}/metrics").text
+                url = f"{broker.url}/metrics"
+                text = client.get(url, headers=signed_headers("OPS-HQ", url)).text
             (value,) = re.findall(r'tearline_reports_total\{outcome="accepted"\} (\S+)', text)
             scrapes.append(float(value))
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        accepted = re.findall(r'tearline_reports_total\{outcome="accepted"\} (\S+)', scraped)
+        assert accepted == ["12.0"]  # Prometheus's listener: every worker's counts too
+        assert httpx.get(f"{broker.url}/metrics", timeout=10).status_code == 401
         served_by = set(re.findall(r"Started server process \[(\d+)\]", broker.log()))
     assert len(served_by) == 2
     assert scrapes == [12.0] * 6

@@ -40,8 +40,8 @@ SCALE: Final = int(os.environ.get("TEARLINE_HEAVY_SCALE", "1"))
 EXAMPLES: Final = {GenerationMode.POSITIVE: 50, GenerationMode.NEGATIVE: 35}
 LEAST_CASES: Final = 1000
 
-OPERATOR_PATHS: Final = ("/v1/audit", "/v1/dead-letters", "/v1/status")
-PUBLIC_PATHS: Final = ("/healthz", "/readyz", "/metrics")
+OPERATOR_PATHS: Final = ("/v1/audit", "/v1/dead-letters", "/v1/status", "/metrics")
+PUBLIC_PATHS: Final = ("/healthz", "/readyz")
 STREAM: Final = "/v1/inbox/stream"
 STREAM_LIFETIME_S: Final = 0.5
 
@@ -211,6 +211,7 @@ def fuzz(broker: RunningBroker, scale: int) -> dict[str, int]:
         "/v1/dead-letters/{partner}/{dead_id}",
         "/v1/dead-letters/{partner}/{dead_id}/replay",
         "/v1/status",
+        "/metrics",
         *PUBLIC_PATHS,
     }
     statuses: dict[str, int] = {}

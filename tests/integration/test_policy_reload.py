@@ -104,7 +104,9 @@ def put(path: Path, text: str) -> None:
 
 
 def reloads_counted(broker: RunningBroker) -> dict[str, float]:
-    text = httpx.get(f"{broker.url}/metrics").text
+    url = f"{broker.url}/metrics"  # operators only
+    headers = sign_as(me("OPS-HQ"), "GET", url, {}, None, now=datetime.now(UTC))
+    text = httpx.get(url, headers=headers).text
     found = re.findall(r'^tearline_policy_reloads_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
     return {outcome: float(value) for outcome, value in found}
 

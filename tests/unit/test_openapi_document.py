@@ -15,8 +15,8 @@ from broker.api.errors import error_body
 from broker.app import create_app
 from broker.settings import Settings
 
-PUBLIC: Final = frozenset({"GET /healthz", "GET /readyz", "GET /metrics"})
-OPERATORS: Final = ("/v1/audit", "/v1/dead-letters", "/v1/status")
+PUBLIC: Final = frozenset({"GET /healthz", "GET /readyz"})
+OPERATORS: Final = ("/v1/audit", "/v1/dead-letters", "/v1/status", "/metrics")
 SIGNED_REFUSALS: Final = ("401", "408", "413", "421", "429", "503")
 ERROR: Final = {"$ref": "#/components/schemas/Error"}
 
@@ -54,7 +54,7 @@ def test_the_signature_schemes_describe_rfc_9421(document: dict[str, Any]) -> No
     assert "operators.yaml" in schemes["operatorSignature"]["description"]
 
 
-def test_every_operation_but_health_and_metrics_requires_a_signature(
+def test_every_operation_but_health_requires_a_signature(
     document: dict[str, Any],
 ) -> None:
     ops = operations(document)
