@@ -103,6 +103,13 @@ collections:
         ({"collections": {"share": {"label": {"classification": "X"}}}}, "collections.share"),
         ({"listen": {"port": 70000}}, "listen.port"),
         ({"page_size": 0}, "page_size"),
+        ({"public_url": "taxii.gbr.example"}, "public_url must be the http"),
+        ({"public_url": "ftp://taxii.gbr.example"}, "public_url must be the http"),
+        ({"public_url": "https://user@taxii.gbr.example"}, "public_url must be the http"),
+        ({"public_url": "https://taxii.gbr.example/?x=1"}, "public_url must be the http"),
+        ({"names": "taxii.gbr.example"}, "names must be a list"),
+        ({"names": ["evil.example/path"]}, "names: 'evil.example/path' is not a host"),
+        ({"names": ["*.gbr.example"]}, "is not a host name"),
     ],
 )
 def test_named_refusals(changes: dict[str, Any], problem: str, tmp_path: Path) -> None:
@@ -113,3 +120,17 @@ def test_named_refusals(changes: dict[str, Any], problem: str, tmp_path: Path) -
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the gateway configuration"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_names_a_gateway_answers_for(tmp_path: Path) -> None:
+    """public_url's authority and each of names, with and without a default port; the
+    listening address is added per connection (tests/gateway/test_attacks.py)."""
+    config = parse_config(
+        base(public_url="https://TAXII.gbr.example/", names=["taxii-internal:9400", "[::1]:9400"]),
+        tmp_path,
+    )
+    assert config.public_url == "https://TAXII.gbr.example"
+    assert config.authorities() == {
+        "taxii.gbr.example", "taxii.gbr.example:443", "taxii-internal:9400", "[::1]:9400",
+    }  # fmt: skip
+    assert parse_config(base(), tmp_path).authorities() == frozenset()

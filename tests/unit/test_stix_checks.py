@@ -28,7 +28,10 @@ from clients.stix import (
     TLP2_EXTENSION_ID,
     TLP2_MARKING_IDS,
     check_bundle,
+    mark_for_sharing,
+    releasability_marking,
     stamp,
+    stamp_report,
     tlp_of_object,
 )
 from clients.stix.check import is_stix_content_type
@@ -525,3 +528,87 @@ def test_without_the_cti_extra_the_shape_and_markings_are_still_checked(
     with caplog.at_level(logging.WARNING, logger="tearline.client"):
         assert check_bundle(raw(bad_time), AMBER_LABEL) == bad_time
     assert "pip install 'tearline[cti]'" in caplog.text
+
+
+# --- what stamping and sharing leave out (pure; the gateway's attack tests run them end to end) --
+
+
+#: A TLP:CLEAR marking-definition of the sender's own (the STIX 2.1 form, under its own id).
+LAX_TLP_DEFINITION = {
+    **FORGED_TLP_DEFINITION,
+    "id": "marking-definition--6d2f1c1e-3b7a-4c8e-9f10-2a3b4c5d6e7f",
+    "definition": {"tlp": "white"},
+}
+
+
+def _forged_releasability() -> dict[str, Any]:
+    label = Label("UNCLASSIFIED", ["USA", "EST", "DEU"], "CLEAR")
+    return releasability_marking(label=label, originator="GBR", report_id="r-forged")
+
+
+@pytest.mark.parametrize(
+    ("objects", "codes"),
+    [
+        pytest.param([granular(INDICATOR, CLEAR, "pattern")], [], id="granular-clear"),
+        pytest.param(
+            [granular(INDICATOR, "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9")],
+            [],
+            id="granular-tlp1-white",
+        ),
+        pytest.param(
+            [marked(INDICATOR, _forged_releasability()["id"]), _forged_releasability()],
+            ["tearline_marking"],
+            id="forged-releasability",
+        ),
+        pytest.param(
+            [granular(INDICATOR, LAX_TLP_DEFINITION["id"]), LAX_TLP_DEFINITION],
+            ["superseded_marking"],
+            id="own-definition-of-a-laxer-tlp",
+        ),
+        pytest.param(
+            [marked(INDICATOR, "marking-definition--00000000-0000-4000-8000-000000000000")],
+            [],
+            id="reference-to-an-undefined-marking",
+        ),
+        pytest.param(
+            [{**MALWARE, "object_marking_refs": 5}, INDICATOR],
+            ["malformed_markings"],
+            id="malformed-refs-left-out-alone",
+        ),
+        pytest.param(
+            [{**MALWARE, "granular_markings": [{"selectors": ["name"]}]}, INDICATOR],
+            ["malformed_markings"],
+            id="malformed-granular-left-out-alone",
+        ),
+        pytest.param(["indicator--x", INDICATOR], ["not_an_object"], id="not-an-object"),
+    ],
+)
+def test_stamping_keeps_only_what_the_label_allows(objects: list[Any], codes: list[str]) -> None:
+    out = stamp_report(bundle(*objects), label=AMBER_LABEL, originator="GBR", report_id="r-0001")
+    assert [r.code for r in out.removed] == codes
+    genuine = releasability_marking(label=AMBER_LABEL, originator="GBR", report_id="r-0001")
+    (stamped_indicator,) = [o for o in out.bundle["objects"] if o["id"] == INDICATOR["id"]]
+    assert stamped_indicator["object_marking_refs"] == [AMBER, genuine["id"]]
+    assert "granular_markings" not in stamped_indicator
+    ids = {o["id"] for o in out.bundle["objects"] if isinstance(o, dict)}
+    assert MALWARE["id"] not in ids  # only ever in the malformed cases: left out
+    assert _forged_releasability()["id"] not in ids
+    assert LAX_TLP_DEFINITION["id"] not in ids
+    assert check_bundle(raw(out.bundle), AMBER_LABEL) == out.bundle
+    shared = mark_for_sharing(bundle(*objects), AMBER_LABEL)
+    (to_share,) = [o for o in shared.bundle["objects"] if o["id"] == INDICATOR["id"]]
+    assert to_share["object_marking_refs"] == [AMBER]
+    assert {o["id"] for o in shared.bundle["objects"]} <= {INDICATOR["id"], AMBER}
+
+
+def test_a_stricter_granular_marking_stays() -> None:
+    out = stamp_report(
+        bundle(granular(INDICATOR, RED, "pattern")),
+        label=AMBER_LABEL,
+        originator="GBR",
+        report_id="r-0001",
+    )
+    assert out.bundle["objects"][0]["granular_markings"] == [
+        {"marking_ref": RED, "selectors": ["pattern"]}
+    ]
+    assert tlp_of_object(out.bundle["objects"][0]) == "RED"
