@@ -99,11 +99,14 @@ def absolute(path: str, workdir: PurePosixPath) -> PurePosixPath:
 
 def steps(dockerfile: Path = DOCKERFILE) -> Iterator[tuple[str, Any, PurePosixPath]]:
     """Build steps in order: ("COPY", Copy, workdir), ("RUN", shell command, workdir),
-    ("USER", name, workdir). FROM, ENV and the run-time instructions are not steps here."""
+    ("ENV", {name: value}, workdir), ("USER", name, workdir). FROM and the run-time
+    instructions (CMD, HEALTHCHECK, EXPOSE) are not steps here."""
     workdir = PurePosixPath("/")
     for name, args in instructions(dockerfile):
         if name == "WORKDIR":
             workdir = absolute(args, workdir)
+        elif name == "ENV":
+            yield "ENV", env_items(args), workdir
         elif name == "COPY":
             words = shlex.split(args) if not args.startswith("[") else exec_form(args)
             flags = [w for w in words if w.startswith("--")]
@@ -123,14 +126,21 @@ def steps(dockerfile: Path = DOCKERFILE) -> Iterator[tuple[str, Any, PurePosixPa
 
 def copied_top_level(dockerfile: Path = DOCKERFILE) -> dict[str, PurePosixPath]:
     """Each copied path of the build context, by its name at the top of the context, with where
-    it lands in the image."""
+    it lands in the image (for a folder, where its contents land)."""
     out: dict[str, PurePosixPath] = {}
     for kind, step, _ in steps(dockerfile):
         if kind == "COPY":
             for source in step.sources:
-                clean = PurePosixPath(source)
-                out[str(clean)] = step.dest / clean.name if step.into_folder else step.dest
+                out[str(PurePosixPath(source))] = landing(step, source)
     return out
+
+
+def landing(step: Copy, source: str) -> PurePosixPath:
+    """Where one source of a COPY lands: a folder's contents go into ``dest`` itself (Docker
+    copies what a folder holds, not the folder), a file into ``dest/`` or as ``dest``."""
+    if step.into_folder and (REPO / source).is_file():
+        return step.dest / PurePosixPath(source).name
+    return step.dest
 
 
 # --- .dockerignore ------------------------------------------------------------------------------
