@@ -17,7 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from redis.exceptions import RedisError
 from sse_starlette.sse import AppStatus
 
-from broker import audit, retention
+from broker import audit, memory, retention
 from broker.api import audit as audit_api
 from broker.api import deadletters, directory, governance, health, inbox, reports, status
 from broker.api import docs as api_docs
@@ -133,6 +133,8 @@ def create_app(
         trimmer = asyncio.create_task(
             _every(state, "retention", settings.retention_check_s, retention.enforce)
         )
+        # Every process reads it: each refuses reports on its own reading (broker.memory).
+        memory_watch = asyncio.create_task(memory.watch(state, settings.store_memory_check_s))
         log.info(
             "broker ready: %s (fingerprint %s), broker key %s",
             policy.summary(),
@@ -143,7 +145,7 @@ def create_app(
             yield
         finally:
             state.stopping.set()
-            for task in (setup, shutdown, watcher, sealer, trimmer):
+            for task in (setup, shutdown, watcher, sealer, trimmer, memory_watch):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

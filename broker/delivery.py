@@ -97,9 +97,32 @@ async def next_batch(
                 )
             else:
                 entries += await store.read_inbox(partner, consumer, count=count, block_ms=None)
+        entries, held = _within_page(entries, state.settings.max_inbox_page_bytes)
+        if held:
+            counts = await store.delivery_counts(partner, [e.entry_id for e in held])
+            await store.hold_back(
+                partner,
+                consumer,
+                [(e.entry_id, counts.get(e.entry_id, 1) - 1) for e in held],
+                idle_ms=state.settings.visibility_timeout_ms,
+            )
         delivered = await _deliverable(state, partner, entries)
         if delivered or time.monotonic() >= deadline or state.stopping.is_set():
             return delivered
+
+
+def _within_page(
+    entries: list[InboxEntry], budget_bytes: int
+) -> tuple[list[InboxEntry], list[InboxEntry]]:
+    """The entries whose envelopes fit in ``budget_bytes`` (always the first, whatever its
+    size), and the rest, in order: one page never holds the broker's memory hostage (a 53 MB
+    page once tripled it). Sizes come from the inbox entries, before any envelope is read."""
+    total = 0
+    for i, entry in enumerate(entries):
+        total += entry.bytes
+        if i > 0 and total > budget_bytes:
+            return entries[:i], entries[i:]
+    return entries, []
 
 
 async def _read_unless_stopping(

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
+from broker.memory import STORE_FULL_RETRY_AFTER_S
+from broker.settings import Settings
 from broker.state import BrokerState
-from broker.store import NewReport
+from broker.store import NewReport, Quotas, Stored
 from clients.errors import (
     ConflictError,
     DeniedError,
     EnvelopeError,
     InternalError,
+    RateLimitedError,
     TearlineError,
     TooLargeError,
+    UnavailableError,
 )
 from clients.protocol import crypto
 from clients.protocol.encoding import b64d, b64e, compact_json, format_time, strict_loads
@@ -90,15 +94,29 @@ async def accept_reports(
             )
             continue
         new.append((i, report, digest))
+    if new and state.memory.full:
+        # Redis is near its maxmemory: no new report, so acks and reads keep the room they
+        # need. A retry of one already accepted still gets its receipt (below).
+        full = UnavailableError(
+            "the broker's store is nearly full; the operator has been alerted, try again later",
+            code="store_full",
+            retry_after_s=STORE_FULL_RETRY_AFTER_S,
+        )
+        refused |= {i: (full, digest) for i, _, digest in new}
+        new = []
     stored = await state.store.ingest(
         [r for _, r, _ in new],
         retention_ms=state.settings.retention_days * 86_400_000,
         nonce_key="" if nonce_checked else nonce_key(caller),
         nonce_ttl_s=nonce_ttl_s(state.settings.replay_window_s),
+        quotas=quotas(state.settings),
     )
     if stored is None:
         raise replayed(caller)
     for (i, report, digest), result in zip(new, stored, strict=True):
+        if result.outcome == "over_quota":
+            outcomes[i] = _over_quota(result)
+            continue
         if result.outcome == "conflict":
             outcomes[i] = ConflictError(
                 f"report {report.report_id} was already accepted with different bytes; "
@@ -116,6 +134,35 @@ async def accept_reports(
         replay = await _stored_receipt(state, caller.partner, bodies[i], digest)
         outcomes[i] = refusal if replay is None else Accepted(replay, True)
     return [o for o in outcomes if o is not None]
+
+
+def quotas(settings: Settings) -> Quotas:
+    return Quotas(
+        inbox_reports=settings.max_inbox_queued_reports,
+        inbox_bytes=settings.max_inbox_queued_bytes,
+        originator_reports=settings.max_originator_stored_reports,
+        originator_bytes=settings.max_originator_stored_bytes,
+    )
+
+
+def _over_quota(result: Stored) -> TearlineError:
+    if result.quota == "inbox":
+        return RateLimitedError(
+            f"{result.partner}'s inbox holds as many reports (or bytes) as it may until "
+            f"{result.partner} acknowledges some; nothing was stored: try again later, or seal "
+            f"the report without {result.partner}",
+            code="recipient_inbox_full",
+            details={"partner": result.partner},
+            retry_after_s=result.retry_after_s,
+        )
+    return RateLimitedError(
+        f"{result.partner} holds as many reports (or bytes) in this broker as it may within "
+        "the retention window; nothing was stored: room comes back as its oldest reports "
+        "expire, or the operator raises the quota",
+        code="originator_quota_exceeded",
+        details={"partner": result.partner},
+        retry_after_s=result.retry_after_s,
+    )
 
 
 def _new_report(

@@ -1,7 +1,10 @@
 """Token buckets: per-partner request budgets and per-address budgets for failed signatures.
 
-Pure: the caller passes the time in. Memory is bounded: at most ``max_keys`` buckets are kept,
-and a bucket that has refilled to full carries no state worth keeping, so it is the first to go.
+A request may cost more than one token (``cost``: the broker charges a signed request one,
+plus one per ``request_bytes_per_token`` bytes of body), so requests whose work differs by orders
+of magnitude are not budgeted alike. Pure: the caller passes the time in. Memory is bounded: at
+most ``max_keys`` buckets are kept, and a bucket that has refilled to full carries no state worth
+keeping, so it is the first to go.
 """
 
 from __future__ import annotations
@@ -38,16 +41,18 @@ class TokenBuckets:
         self._buckets.move_to_end(key)
         return bucket
 
-    def retry_after_s(self, key: str, now_s: float) -> int | None:
-        """None if ``key`` has a token now; else whole seconds until it has one."""
+    def retry_after_s(self, key: str, now_s: float, cost: float = 1.0) -> int | None:
+        """None if ``key`` has ``cost`` tokens now; else whole seconds until it has them. A cost
+        above the burst is charged as the burst: the request must be possible at all."""
+        need = min(cost, float(self.burst))
         bucket = self._refilled(key, now_s)
-        if bucket.tokens >= 1.0:
+        if bucket.tokens >= need:
             return None
-        return max(1, math.ceil((1.0 - bucket.tokens) / self.rate_per_s))
+        return max(1, math.ceil((need - bucket.tokens) / self.rate_per_s))
 
-    def take(self, key: str, now_s: float) -> int | None:
-        """Spend one token of ``key``; None if there was one, else the seconds to wait."""
-        wait = self.retry_after_s(key, now_s)
+    def take(self, key: str, now_s: float, cost: float = 1.0) -> int | None:
+        """Spend ``cost`` tokens of ``key``; None if it had them, else the seconds to wait."""
+        wait = self.retry_after_s(key, now_s, cost)
         if wait is None:
-            self._buckets[key].tokens -= 1.0
+            self._buckets[key].tokens -= min(cost, float(self.burst))
         return wait

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broker.keys import BrokerKey
+from broker.memory import StoreMemory
 from broker.policy.engine import Policy
 from broker.ratelimit import TokenBuckets
 from broker.reload import Outcome, PolicyReloads, reload
@@ -41,6 +42,8 @@ class BrokerState:
     failed_auth: TokenBuckets = field(init=False)
     # Set when the server starts shutting down: blocked reads end, streams say goodbye.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Redis's memory as last read (broker.memory): above the high-water mark, no new reports.
+    memory: StoreMemory = field(init=False)
 
     def __post_init__(self) -> None:
         self.waiters = Waiters(
@@ -52,6 +55,7 @@ class BrokerState:
         self.failed_auth = TokenBuckets(
             rate_per_s=s.failed_auth_rate_per_s, burst=s.failed_auth_burst
         )
+        self.memory = StoreMemory(high_water_fraction=s.store_high_water_fraction)
 
     @property
     def policy_error(self) -> str | None:

@@ -9,11 +9,30 @@ Layout (the ``{…}`` parts are hash tags, so the layout can move to Redis Clust
     tl:audit:report:{id}  list: the ids of the audit entries about report id, oldest first
     tl:audit:indexed   the last audit entry the per-report lists cover
     tl:nonce:{P}:{n}   request nonces seen within the replay window
+    tl:quota:{P}       hash: P's storage quotas (below)
     tl:log             list: the transparency log's leaves, the governance documents' bytes
     tl:log:index       hash: SHA-256 of a document → its index in tl:log (appended once)
 
 An accepted report is written all-or-nothing by one Lua script: envelope, inbox entries,
 idempotency record (the digest in the report hash) and audit entry, before the 201 goes out.
+
+Storage quotas (DESIGN §11: one partner cannot take the store from the others) are counted in
+``tl:quota:{P}`` by the same scripts that change what they count, so a count is never half
+updated and a refused report writes nothing:
+
+- as a recipient, ``queued_reports`` and ``queued_bytes``: P's inbox entries not yet
+  acknowledged (each entry carries its envelope's size, ``bytes``). The ingest script adds;
+  an ack, a withheld or dead-lettered entry, a copy withdrawn by a recall take away; a replayed
+  dead letter adds again; the hourly retention run recounts them exactly from the stream
+  (pending entries plus those never delivered), so no drift outlives an hour.
+- as an originator, ``stored_reports`` and ``stored_bytes``: P's reports accepted within the
+  retention window, which the store keeps that long whether acknowledged or not (a recall keeps
+  the envelope too). Kept per hour of acceptance (``r:<hour>``, ``b:<hour>``, from
+  ``first_hour`` to ``last_hour``); an hour is dropped once every report in it has expired, so
+  the count is never below what is stored and at most an hour's posts above it.
+
+Past a quota the report is refused whole (429 with Retry-After): nothing is written but the
+request's nonce.
 """
 
 from __future__ import annotations
@@ -34,23 +53,80 @@ GROUP: Final = b"tl"
 
 _INGEST_LUA: Final = """
 -- One or more reports, each all-or-nothing, in one round trip (a batch is many; a post, one).
--- KEYS[1] audit stream, KEYS[2] the request's nonce key; then per report its hash and one
---   inbox per recipient
+-- KEYS[1] audit stream, KEYS[2] the request's nonce key; then per report its hash, the
+--   originator's quota hash, one inbox per recipient and one quota hash per recipient
 -- ARGV[1] nonce ttl in seconds (0: the nonce was checked already), ARGV[2] retention_ms,
---   ARGV[3] report count; then per report: id, envelope, digest, originator, accepted_ms,
---   label, suite, grants, audit entry, recipient count, the recipient ids
--- Returns {'replayed'}, or per report four values: outcome, accepted_ms, positions, grants.
+--   ARGV[3] report count, ARGV[4..7] the quotas: inbox reports, inbox bytes, originator
+--   reports, originator bytes; then per report: id, envelope, digest, originator,
+--   accepted_ms, label, suite, grants, audit entry, recipient count, the recipient ids
+-- Returns {'replayed'}, or per report four values: outcome, accepted_ms, positions, grants;
+--   for a report over a quota: 'over_quota', which ('inbox' or 'originator'), the partner,
+--   the seconds after which it may fit.
 if ARGV[1] ~= '0' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {'replayed'} end
 end
+local HOUR = 3600000
+local retention = tonumber(ARGV[2])
+local max_ir, max_ib = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_or, max_ob = tonumber(ARGV[6]), tonumber(ARGV[7])
+local function num(key, field) return tonumber(redis.call('HGET', key, field) or '0') end
+-- Drop the originator's hours whose reports have all expired (at most the window's hours).
+local function expire_hours(quota, now_ms)
+  local first = redis.call('HGET', quota, 'first_hour')
+  if not first then return end
+  first = tonumber(first)
+  local last = num(quota, 'last_hour')
+  local stop = math.min(math.floor((now_ms - retention) / HOUR), last + 1)
+  if first >= stop then return end
+  local dr, db = 0, 0
+  for h = first, stop - 1 do
+    local r = redis.call('HGET', quota, 'r:' .. h)
+    if r then
+      dr = dr + tonumber(r)
+      db = db + num(quota, 'b:' .. h)
+      redis.call('HDEL', quota, 'r:' .. h, 'b:' .. h)
+    end
+  end
+  redis.call('HINCRBY', quota, 'stored_reports', -dr)
+  redis.call('HINCRBY', quota, 'stored_bytes', -db)
+  if stop > last then
+    redis.call('HDEL', quota, 'first_hour', 'last_hour')
+  else
+    redis.call('HSET', quota, 'first_hour', stop)
+  end
+end
 local out = {}
-local k, a = 3, 4
+local k, a = 3, 8
 for _ = 1, tonumber(ARGV[3]) do
-  local report = KEYS[k]
+  local report, oquota = KEYS[k], KEYS[k + 1]
   local id, envelope, digest, originator = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local accepted_ms, grants, n = ARGV[a + 4], ARGV[a + 7], tonumber(ARGV[a + 9])
+  local size = #envelope
   local existing = redis.call('HGET', report, 'digest')
-  if existing then
+  local over = nil
+  if not existing then
+    local now_ms = tonumber(accepted_ms)
+    expire_hours(oquota, now_ms)
+    if num(oquota, 'stored_reports') + 1 > max_or or num(oquota, 'stored_bytes') + size > max_ob
+    then
+      -- Room comes back when the oldest hour of its reports expires.
+      local first = num(oquota, 'first_hour')
+      local wait = math.ceil(((first + 1) * HOUR + retention - now_ms) / 1000)
+      over = {'over_quota', 'originator', originator, math.max(1, wait)}
+    else
+      for i = 1, n do
+        local quota = KEYS[k + 1 + n + i]
+        if num(quota, 'queued_reports') + 1 > max_ir or num(quota, 'queued_bytes') + size > max_ib
+        then
+          over = {'over_quota', 'inbox', ARGV[a + 9 + i], 60}
+          break
+        end
+      end
+    end
+  end
+  if over then
+    for _, v in ipairs(over) do out[#out + 1] = v end
+  elseif existing then
     if existing == digest then
       local old = redis.call('HMGET', report, 'accepted_ms', 'positions', 'grants')
       out[#out + 1] = 'duplicate'
@@ -66,12 +142,25 @@ for _ = 1, tonumber(ARGV[3]) do
   else
     local positions = {}
     for i = 1, n do
-      local inbox = KEYS[k + i]
+      local inbox = KEYS[k + 1 + i]
       if redis.call('EXISTS', inbox) == 0 then
         redis.call('XGROUP', 'CREATE', inbox, 'tl', '0', 'MKSTREAM')
       end
-      positions[i] = redis.call('XADD', inbox, '*', 'report', id, 'originator', originator)
+      positions[i] = redis.call('XADD', inbox, '*', 'report', id, 'originator', originator,
+                                'bytes', size)
+      local quota = KEYS[k + 1 + n + i]
+      redis.call('HINCRBY', quota, 'queued_reports', 1)
+      redis.call('HINCRBY', quota, 'queued_bytes', size)
     end
+    local hour = math.floor(tonumber(accepted_ms) / HOUR)
+    redis.call('HINCRBY', oquota, 'stored_reports', 1)
+    redis.call('HINCRBY', oquota, 'stored_bytes', size)
+    redis.call('HINCRBY', oquota, 'r:' .. hour, 1)
+    redis.call('HINCRBY', oquota, 'b:' .. hour, size)
+    if redis.call('HSETNX', oquota, 'first_hour', hour) == 0 then
+      hour = math.max(hour, num(oquota, 'last_hour'))
+    end
+    redis.call('HSET', oquota, 'last_hour', hour)
     local recipients = {}
     for i = 1, n do recipients[i] = ARGV[a + 9 + i] end
     local joined = table.concat(positions, ',')
@@ -85,17 +174,38 @@ for _ = 1, tonumber(ARGV[3]) do
     out[#out + 1] = joined
     out[#out + 1] = grants
   end
-  k = k + 1 + n
+  k = k + 2 + 2 * n
   a = a + 10 + n
 end
 return out
 """
 
 
-_RECALL_LUA: Final = """
--- KEYS[1] report hash, KEYS[2] audit stream, KEYS[3..] the recipients' inboxes
+# Lua, put before a script that takes an entry out of an inbox's queue: the entry's envelope no
+# longer counts against the recipient's quota. Entries without ``bytes`` (written before quotas
+# were counted) were never added, so are never taken away.
+_RELEASE_FN: Final = """
+local function release(inbox, quota, id)
+  local found = redis.call('XRANGE', inbox, id, id)
+  if #found == 0 then return end
+  local f = found[1][2]
+  for j = 1, #f, 2 do
+    if f[j] == 'bytes' then
+      redis.call('HINCRBY', quota, 'queued_reports', -1)
+      redis.call('HINCRBY', quota, 'queued_bytes', -tonumber(f[j + 1]))
+    end
+  end
+end
+"""
+
+_RECALL_LUA: Final = (
+    _RELEASE_FN
+    + """
+-- KEYS[1] report hash, KEYS[2] audit stream, KEYS[3..2+n] the recipients' inboxes, then their
+--   quota hashes (in the same order)
 -- ARGV: id, originator, then the recipient ids (in KEYS order)
 -- Copies not yet delivered are withdrawn (XDEL); recipients that had it get a recall notice.
+local n = #ARGV - 2
 local done = redis.call('HGET', KEYS[1], 'recall')
 if done then return done end
 local function after(a, b)  -- stream id a > b
@@ -109,7 +219,7 @@ for pos in string.gmatch(redis.call('HGET', KEYS[1], 'positions'), '[^,]+') do
   positions[#positions + 1] = pos
 end
 local withdrawn, notified = {}, {}
-for i = 3, #KEYS do
+for i = 3, 2 + n do
   local pos, partner = positions[i - 2], ARGV[i]
   local delivered = #redis.call('XPENDING', KEYS[i], 'tl', pos, pos, 1) > 0
   if not delivered then
@@ -123,6 +233,7 @@ for i = 3, #KEYS do
     redis.call('XADD', KEYS[i], '*', 'report', ARGV[1], 'originator', ARGV[2], 'kind', 'recall')
     notified[#notified + 1] = partner
   else
+    release(KEYS[i], KEYS[i + n], pos)
     redis.call('XDEL', KEYS[i], pos)
     withdrawn[#withdrawn + 1] = partner
   end
@@ -132,10 +243,12 @@ redis.call('HSET', KEYS[1], 'recalled', '1', 'recall', result)
 redis.call('XADD', KEYS[2], '*', 'event', 'recalled', 'report', ARGV[1], 'data', result)
 return result
 """
+)
 
 
 _ACK_LUA: Final = """
--- KEYS[1] the partner's inbox, KEYS[2] audit stream; ARGV[1] partner id, ARGV[2..] entry ids
+-- KEYS[1] the partner's inbox, KEYS[2] audit stream, KEYS[3] its quota hash;
+-- ARGV[1] partner id, ARGV[2..] entry ids
 -- Acknowledging a report is the partner saying it has it: that goes in the audit trail.
 local acked = 0
 for i = 2, #ARGV do
@@ -145,6 +258,10 @@ for i = 2, #ARGV do
     local fields = {}
     if #entry == 1 then
       for j = 1, #entry[1][2], 2 do fields[entry[1][2][j]] = entry[1][2][j + 1] end
+    end
+    if fields['bytes'] then  -- no longer queued: off the partner's inbox quota
+      redis.call('HINCRBY', KEYS[3], 'queued_reports', -1)
+      redis.call('HINCRBY', KEYS[3], 'queued_bytes', -tonumber(fields['bytes']))
     end
     if fields['report'] and not fields['kind'] then
       redis.call('XADD', KEYS[2], '*', 'event', 'received', 'report', fields['report'],
@@ -157,8 +274,16 @@ return acked
 
 
 _TRIM_LUA: Final = """
--- KEYS[1] a partner's inbox, KEYS[2] audit stream; ARGV[1] cutoff id, ARGV[2] partner id
+-- KEYS[1] a partner's inbox, KEYS[2] audit stream, KEYS[3] its quota hash;
+-- ARGV[1] cutoff id, ARGV[2] partner id
 -- Retention never drops an unacknowledged entry silently: what is lost becomes a gap notice.
+-- Then the inbox quota is recounted from what is queued: entries pending and never delivered.
+local function entry_bytes(fields)
+  for j = 1, #fields, 2 do
+    if fields[j] == 'bytes' then return tonumber(fields[j + 1]) end
+  end
+  return nil
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local last = '0-0'
 for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
@@ -177,14 +302,32 @@ if lost > 0 then
   redis.call('XADD', KEYS[2], '*', 'event', 'gap', 'report', '',
              'data', '{"partner":"' .. ARGV[2] .. '","lost":' .. lost .. '}')
 end
+local queued, queued_bytes = 0, 0
+local function count(entries)
+  for _, e in ipairs(entries) do
+    local b = entry_bytes(e[2])
+    if b then
+      queued = queued + 1
+      queued_bytes = queued_bytes + b
+    end
+  end
+end
+count(redis.call('XRANGE', KEYS[1], '(' .. last, '+'))
+for _, pending in ipairs(redis.call('XPENDING', KEYS[1], 'tl', '-', '+', 1000000)) do
+  count(redis.call('XRANGE', KEYS[1], pending[1], pending[1]))
+end
+redis.call('HSET', KEYS[3], 'queued_reports', queued, 'queued_bytes', queued_bytes)
 return {trimmed, lost}
 """
 
 
-_DEAD_LETTER_LUA: Final = """
--- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream
+_DEAD_LETTER_LUA: Final = (
+    _RELEASE_FN
+    + """
+-- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream, KEYS[4] its quota
 -- ARGV: entry id, partner, reason, report id, then the dead letter's field/value pairs
 if redis.call('XACK', KEYS[2], 'tl', ARGV[1]) == 0 then return false end
+release(KEYS[2], KEYS[4], ARGV[1])  -- set aside: no longer queued
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 local dead_id = redis.call('XADD', KEYS[1], '*', unpack(fields))
@@ -193,10 +336,11 @@ local data = cjson.encode({partner = ARGV[2], entry = ARGV[1], reason = ARGV[3],
 redis.call('XADD', KEYS[3], '*', 'event', 'dead_lettered', 'report', ARGV[4], 'data', data)
 return dead_id
 """
+)
 
 
 _REPLAY_LUA: Final = """
--- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream
+-- KEYS[1] a partner's dead letters, KEYS[2] its inbox, KEYS[3] audit stream, KEYS[4] its quota
 -- ARGV[1] dead letter id, ARGV[2] audit data
 local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return false end
@@ -213,12 +357,39 @@ if f['kind'] == 'gap' then
     entry[#entry + 1] = f[name] or ''
   end
 end
+if f['bytes'] then  -- queued again: on the inbox quota again (an operator's act, not refused)
+  entry[#entry + 1] = 'bytes'
+  entry[#entry + 1] = f['bytes']
+  redis.call('HINCRBY', KEYS[4], 'queued_reports', 1)
+  redis.call('HINCRBY', KEYS[4], 'queued_bytes', tonumber(f['bytes']))
+end
 local new_id = redis.call('XADD', KEYS[2], '*', unpack(entry))
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('XADD', KEYS[3], '*', 'event', 'replayed', 'report', f['report'] or '',
            'data', ARGV[2])
 return new_id
 """
+
+
+_WITHHOLD_LUA: Final = (
+    _RELEASE_FN
+    + """
+-- KEYS[1] a partner's inbox, KEYS[2] audit stream, KEYS[3] its quota; ARGV entry id, report id,
+-- audit data. The entry will never be deliverable under the policy that refused it.
+if redis.call('XACK', KEYS[1], 'tl', ARGV[1]) == 1 then release(KEYS[1], KEYS[3], ARGV[1]) end
+redis.call('XADD', KEYS[2], '*', 'event', 'withheld', 'report', ARGV[2], 'data', ARGV[3])
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    """The storage quotas the ingest script enforces (broker.settings; see the module doc)."""
+
+    inbox_reports: int = 10_000
+    inbox_bytes: int = 256 * 1024 * 1024
+    originator_reports: int = 100_000
+    originator_bytes: int = 512 * 1024 * 1024
 
 
 def _json(value: Any) -> bytes:
@@ -235,6 +406,10 @@ def inbox_key(partner: str) -> str:
 
 def dead_key(partner: str) -> str:
     return f"tl:dead:{{{partner}}}"
+
+
+def quota_key(partner: str) -> str:
+    return f"tl:quota:{{{partner}}}"
 
 
 AUDIT_KEY: Final = "tl:audit"
@@ -291,6 +466,10 @@ class Stored:
     accepted_ms: int = 0
     positions: tuple[str, ...] = ()
     grants: bytes = b""
+    # For "over_quota": which quota ("inbox", "originator"), whose, and when it may fit.
+    quota: str = ""
+    partner: str = ""
+    retry_after_s: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +482,7 @@ class InboxEntry:
     # "gap": retention dropped entries this partner never acknowledged
     lost: int = 0
     before: str = ""
+    bytes: int = 0  # the envelope's size, for a report entry written since quotas are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +537,7 @@ class Store:
         self._trim = redis.register_script(_TRIM_LUA)
         self._replay = redis.register_script(_REPLAY_LUA)
         self._dead_letter = redis.register_script(_DEAD_LETTER_LUA)
+        self._withhold = redis.register_script(_WITHHOLD_LUA)
         self._log_append = redis.register_script(_LOG_APPEND_LUA)
         self._audit_index = redis.register_script(_AUDIT_INDEX_LUA)
 
@@ -379,15 +560,26 @@ class Store:
         retention_ms: int,
         nonce_key: str = "",
         nonce_ttl_s: int = 0,
+        quotas: Quotas | None = None,
     ) -> list[Stored] | None:
         """Store each report all-or-nothing, in one round trip; the outcome of each in order.
 
         With ``nonce_key``, the request's nonce is recorded first, in the same step, and None
-        is returned, with nothing stored, when it was seen before."""
+        is returned, with nothing stored, when it was seen before. A report that would take
+        its originator or a recipient past ``quotas`` is not stored (outcome ``over_quota``)."""
+        q = quotas or Quotas()
         keys = [AUDIT_KEY, nonce_key or "tl:nonce:-"]
-        args: list[Any] = [nonce_ttl_s if nonce_key else 0, retention_ms, len(reports)]
+        args: list[Any] = [
+            nonce_ttl_s if nonce_key else 0, retention_ms, len(reports),
+            q.inbox_reports, q.inbox_bytes, q.originator_reports, q.originator_bytes,
+        ]  # fmt: skip
         for r in reports:
-            keys += [report_key(r.report_id), *(inbox_key(p) for p in r.recipients)]
+            keys += [
+                report_key(r.report_id),
+                quota_key(r.originator),
+                *(inbox_key(p) for p in r.recipients),
+                *(quota_key(p) for p in r.recipients),
+            ]
             args += [
                 r.report_id, r.envelope, r.digest, r.originator, r.accepted_ms, r.label,
                 r.suite, r.grants, r.audit, len(r.recipients), *r.recipients,
@@ -403,6 +595,11 @@ class Store:
             outcome = result[i].decode()
             if outcome == "conflict":
                 out.append(Stored("conflict"))
+                continue
+            if outcome == "over_quota":
+                quota, partner = result[i + 1].decode(), result[i + 2].decode()
+                out.append(Stored(outcome, quota=quota, partner=partner,
+                                  retry_after_s=int(result[i + 3])))  # fmt: skip
                 continue
             positions = tuple(result[i + 2].decode().split(","))
             out.append(Stored(outcome, int(result[i + 1]), positions, result[i + 3]))
@@ -507,7 +704,7 @@ class Store:
         """Acknowledge entries of ``partner``'s inbox; each report acked is audited as received."""
         if not entry_ids:
             return 0
-        keys = [inbox_key(partner), AUDIT_KEY]
+        keys = [inbox_key(partner), AUDIT_KEY, quota_key(partner)]
         return int(await self._ack(keys=keys, args=[partner, *entry_ids]))
 
     async def dead_letter(self, partner: str, entry: InboxEntry, reason: str) -> str | None:
@@ -520,8 +717,10 @@ class Store:
         ]  # fmt: skip
         if entry.kind == "gap":
             fields += ["lost", entry.lost, "before", entry.before]
+        if entry.bytes:  # a replay queues it again, on the inbox quota again
+            fields += ["bytes", entry.bytes]
         reply = await self._dead_letter(
-            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY],
+            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY, quota_key(partner)],
             args=[entry.entry_id, partner, reason, entry.report_id, *fields],
         )
         return reply.decode() if reply else None
@@ -545,7 +744,7 @@ class Store:
         policy as for any entry), remove it from the dead letters, audit who did it. Returns
         the new entry id, or None when there is no such dead letter (already replayed)."""
         reply = await self._replay(
-            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY],
+            keys=[dead_key(partner), inbox_key(partner), AUDIT_KEY, quota_key(partner)],
             args=[dead_id, _json({"partner": partner, "dead_letter": dead_id, "by": operator})],
         )
         return reply.decode() if reply else None
@@ -561,7 +760,10 @@ class Store:
 
     async def recall(self, report_id: str, originator: str, recipients: Sequence[str]) -> Recalled:
         """Withdraw undelivered copies and notify recipients that had it; idempotent."""
-        keys = [report_key(report_id), AUDIT_KEY, *(inbox_key(p) for p in recipients)]
+        keys = [
+            report_key(report_id), AUDIT_KEY,
+            *(inbox_key(p) for p in recipients), *(quota_key(p) for p in recipients),
+        ]  # fmt: skip
         result = await self._recall(keys=keys, args=[report_id, originator, *recipients])
         withdrawn, _, notified = result.decode().partition(";")
         return Recalled(
@@ -573,10 +775,39 @@ class Store:
 
     async def withhold(self, partner: str, entry: InboxEntry, data: bytes) -> None:
         """Drop an entry the engine now refuses (policy changed), and say so in the audit."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(inbox_key(partner), GROUP, entry.entry_id)
-            pipe.xadd(AUDIT_KEY, {"event": "withheld", "report": entry.report_id, "data": data})
+        await self._withhold(
+            keys=[inbox_key(partner), AUDIT_KEY, quota_key(partner)],
+            args=[entry.entry_id, entry.report_id, data],
+        )
+
+    async def hold_back(
+        self, partner: str, consumer: str, entries: Sequence[tuple[str, int]], *, idle_ms: int
+    ) -> None:
+        """Hand entries read but left out of a page (its byte budget) straight back: they stay
+        pending, made idle for ``idle_ms`` (the visibility timeout) so the next read claims them
+        at once. Each is ``(entry id, delivery count to set)``: the count before this read, so
+        being held back never brings an entry closer to the dead letters."""
+        if not entries:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id, count in entries:
+                pipe.xclaim(
+                    inbox_key(partner), GROUP, consumer, 0, [entry_id],
+                    idle=idle_ms, retrycount=max(0, count), justid=True,
+                )  # fmt: skip
             await pipe.execute()
+
+    async def quota_usage(self, partner: str) -> dict[str, int]:
+        """What counts against ``partner``'s quotas now: ``queued_reports``, ``queued_bytes``
+        (its inbox), ``stored_reports``, ``stored_bytes`` (as originator)."""
+        names = ("queued_reports", "queued_bytes", "stored_reports", "stored_bytes")
+        values = await self.redis.hmget(quota_key(partner), names)
+        return {n: int(v or 0) for n, v in zip(names, values, strict=True)}
+
+    async def memory(self) -> dict[str, Any]:
+        """Redis's ``INFO memory``: used_memory, maxmemory (0: none), maxmemory_policy."""
+        info: dict[str, Any] = await self.redis.info("memory")
+        return info
 
     async def audit_after(self, after: str, count: int) -> list[tuple[str, dict[str, str]]]:
         """Audit entries after ``after`` (exclusive), oldest first."""
@@ -622,7 +853,8 @@ class Store:
         """Drop ``partner``'s entries older than ``cutoff_ms``; returns (trimmed, lost), where
         lost counts the ones never acknowledged. A loss leaves the partner a gap notice."""
         reply = await self._trim(
-            keys=[inbox_key(partner), AUDIT_KEY], args=[f"{cutoff_ms}-0", partner]
+            keys=[inbox_key(partner), AUDIT_KEY, quota_key(partner)],
+            args=[f"{cutoff_ms}-0", partner],
         )
         return int(reply[0]), int(reply[1])
 
@@ -693,6 +925,7 @@ def _entries(reply: Any) -> list[InboxEntry]:
                     kind=fields.get(b"kind", b"report").decode(),
                     lost=int(fields.get(b"lost", 0)),
                     before=fields.get(b"before", b"").decode(),
+                    bytes=int(fields.get(b"bytes", 0)),
                 )
             )
     return out

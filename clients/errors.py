@@ -13,7 +13,8 @@
     │   ├── SlowRequestError      the body did not arrive in time (HTTP 408)
     │   ├── UnsupportedMediaTypeError   a body in a format the endpoint does not take (415)
     │   └── TooLargeError         body over the limit (HTTP 413)
-    │       └── HeadersTooLargeError   too many or too long header lines (HTTP 431)
+    │       ├── HeadersTooLargeError   too many or too long header lines (HTTP 431)
+    │       └── LabelTooLargeError     a label's list past its limit (413; a LabelError too)
     ├── AuthenticationError       the request's signature is missing, bad, stale or replayed (401)
     ├── DeniedError               policy forbids it (HTTP 403)
     │   └── RateLimitedError      too many requests (HTTP 429)
@@ -128,6 +129,13 @@ class TooLargeError(InputError):
 
 class HeadersTooLargeError(TooLargeError):
     code = "headers_too_large"
+
+
+class LabelTooLargeError(LabelError, TooLargeError):
+    """A label with more entries in a list than clients.protocol.label allows (HTTP 413):
+    ``details`` names the field, its count and the limit."""
+
+    code = "label_too_large"
 
 
 class MisdirectedError(InputError):

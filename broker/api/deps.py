@@ -159,11 +159,15 @@ async def _signed_by(
         failed_authentication(request, state, exc)
         raise
     request.state.partner = auth.partner  # for the log lines about this request
-    wait = state.request_budget.take(f"{kind}:{auth.partner}", now_s)
+    # Bytes are work too (parsing, hashing, storing): a large body costs more than one token.
+    per_token = state.settings.request_bytes_per_token
+    cost = 1 + len(body) // per_token
+    wait = state.request_budget.take(f"{kind}:{auth.partner}", now_s, cost)
     if wait is not None:
         raise RateLimitedError(
             f"{auth.partner} is over its budget of {state.settings.partner_rate_per_s:g} "
-            "requests per second on this broker",
+            f"tokens per second on this broker (a request costs one, plus one per {per_token} "
+            f"bytes of body; this one cost {cost})",
             code="rate_limited",
             retry_after_s=wait,
         )

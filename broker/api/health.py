@@ -20,6 +20,9 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Redis answers and a policy is loaded; whether a policy reload was refused",
+    description="Not ready (503) while Redis is away, or above the high-water mark of its "
+    'memory (`"store": "full"`: new reports are refused with 503 `store_full`; acks and reads '
+    "are still served).",
     responses={503: {"description": "not ready"}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -33,5 +36,7 @@ async def readyz(request: Request) -> JSONResponse:
         # Only that the folder holds something refused: the error can quote agreement terms.
         # Operators read it from the log, `tearline policy check` or GET /v1/status.
         checks["policy_reload"] = "refused" if state.policy_error else "ok"
-    ready = bool(checks["policy"] and checks["redis"])
+        # A report cannot be written end to end above the high-water mark (broker.memory).
+        checks["store"] = "full" if state.memory.full else "ok"
+    ready = bool(checks["policy"] and checks["redis"] and checks.get("store") != "full")
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)

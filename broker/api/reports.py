@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from broker.api.deps import (
-    Body,
     Caller,
     State,
     authenticate_deferring_nonce,
@@ -292,13 +291,27 @@ class PreviewResponse(BaseModel):
     partners: dict[str, PartnerDecision]
 
 
+async def read_preview_body(request: Request, state: State) -> bytes:
+    """A preview's body holds one label: read within ``max_preview_bytes``, before the
+    signature is checked (the Caller dependency then finds the body read)."""
+    return await read_body_within(request, state, state.settings.max_preview_bytes)
+
+
+PreviewBody = Annotated[bytes, Depends(read_preview_body)]
+
+
 @router.post(
     "/releasability/preview",
     summary="Who would receive a report with this label, and why not the others",
+    description=(
+        "The body is at most `max_preview_bytes` (32 KiB by default), else 413 `too_large` "
+        "before the signature is checked; a label list longer than the protocol's limits "
+        "(64 `releasable_to`, 32 `caveats`, 64 `topics`) is 413 `label_too_large`."
+    ),
     responses=errors(400, 401, 413, 422, 503),
     openapi_extra=body_schema(PreviewRequest),
 )
-async def preview(state: State, caller: Caller, body: Body) -> PreviewResponse:
+async def preview(body: PreviewBody, state: State, caller: Caller) -> PreviewResponse:
     request = json_body(PreviewRequest, body)
     now = state.clock()
     policy = state.policy

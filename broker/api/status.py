@@ -87,8 +87,19 @@ class RefusedReload(BaseModel):
         )
 
 
+class StoreStatus(BaseModel):
+    used_bytes: int = Field(description="Redis used_memory, as last read")
+    max_bytes: int = Field(description="Redis maxmemory; 0 when none is set (a warning is logged)")
+    high_water_fraction: float = Field(
+        description="above this fraction of max_bytes, new reports are refused (503 store_full)"
+    )
+    policy: str = Field(description="Redis maxmemory-policy; noeviction never drops data")
+    full: bool = Field(description="true while new reports are refused")
+
+
 class Status(BaseModel):
     policy: PolicyInForce
+    store: StoreStatus = Field(description="Redis's memory, and whether reports are refused")
     last_refused_reload: RefusedReload | None = Field(
         description="the latest reload refused since the broker started; null if none was"
     )
@@ -116,6 +127,7 @@ async def status(state: State, operator: Operator) -> Status:
     refused = record.refused
     return Status(
         policy=policy,
+        store=StoreStatus(**state.memory.to_dict()),
         last_refused_reload=(
             RefusedReload.of(refused, outstanding=record.outstanding) if refused else None
         ),

@@ -3,6 +3,12 @@
 A label is parsed in two steps: :meth:`Label.from_dict` checks its shape (fields, types,
 formats) and :meth:`Scheme.check` checks its meaning (known level, known caveats, the TLP rule
 for groups). Both raise :class:`~clients.errors.LabelError` with a sentence naming the field.
+
+A label is bounded (:data:`LIST_LIMITS`; every string is bounded by its pattern): a list past
+its limit is refused with :class:`~clients.errors.LabelTooLargeError` (``label_too_large``)
+before any of its items is looked at, so a hostile label costs the broker (which parses one at
+every preview, post and delivery) no more than a legitimate one. The SDK parses with the same
+code, so it refuses such a label before sealing.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from clients.errors import LabelError
+from clients.errors import LabelError, LabelTooLargeError
 from clients.protocol import crypto
 from clients.protocol.encoding import EncodingError, canonical_json, format_time, parse_time
 from clients.protocol.identity import PARTNER_ID
@@ -32,6 +38,12 @@ _FIELDS: Final = (
     "expires",
 )
 _REQUIRED: Final = ("classification", "releasable_to", "tlp")
+# The most entries each list may hold. Far above any real label (a report names a few partners
+# and topics) and far below the 86,000 topics a partner once sent to stall the broker.
+LIST_LIMITS: Final = {"releasable_to": 64, "caveats": 32, "topics": 64}
+# The largest label these limits admit is about 7 KB of JSON; this bounds a label's bytes
+# wherever they arrive alone (the preview's body is bounded by the broker's max_preview_bytes).
+MAX_LABEL_BYTES: Final = 16 * 1024
 
 
 def _string_list(
@@ -40,6 +52,13 @@ def _string_list(
     value = obj.get(name, [])
     if not isinstance(value, list | tuple):
         raise LabelError(f"label.{name} must be a list of {what}")
+    limit = LIST_LIMITS[name]
+    if len(value) > limit:
+        raise LabelTooLargeError(
+            f"label.{name} has {len(value)} entries; a label holds at most {limit}: "
+            "split the report, or use a group or a broader topic",
+            details={"field": f"label.{name}", "count": len(value), "limit": limit},
+        )
     for item in value:
         if not isinstance(item, str) or not pattern.fullmatch(item):
             raise LabelError(f"label.{name} holds {item!r}, which is not a valid {what}")
