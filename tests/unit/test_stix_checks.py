@@ -534,7 +534,7 @@ def test_without_the_cti_extra_the_shape_and_markings_are_still_checked(
 
 
 #: A TLP:CLEAR marking-definition of the sender's own (the STIX 2.1 form, under its own id).
-LAX_TLP_DEFINITION = {
+LAX_TLP_DEFINITION: dict[str, Any] = {
     **FORGED_TLP_DEFINITION,
     "id": "marking-definition--6d2f1c1e-3b7a-4c8e-9f10-2a3b4c5d6e7f",
     "definition": {"tlp": "white"},
