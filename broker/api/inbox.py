@@ -98,7 +98,10 @@ class InboxPage(BaseModel):
     "",
     summary="Long poll the caller's inbox",
     description=f"Waits up to `wait` seconds (at most {LONG_POLL_LIMIT_S}) for a first entry. "
-    "A partner may hold a few long polls and streams open at once; past that, 429.",
+    "A partner may hold a few long polls and streams open at once; past that, 429. A page holds "
+    "at most `limit` entries and stops before the one whose envelope would take it past "
+    "`max_inbox_page_bytes` (4 MiB by default); it always holds at least one, and the entries "
+    "left out come first in the next page.",
     responses=errors(401, 422, 429, 503),
 )
 async def inbox(

@@ -103,7 +103,9 @@ SIGNED_REFUSALS: Final[dict[str, tuple[str, dict[str, Any]]]] = {
     ),
     "408": ("the body did not arrive within the broker's deadline", {}),
     "413": (
-        "the body is over the broker's size limit; refused before the signature is checked",
+        "the body is over the broker's size limit (`too_large`), refused before the signature "
+        "is checked; or a label lists more than the protocol allows (`label_too_large`, "
+        "`details`: field, count, limit)",
         {},
     ),
     "421": (
@@ -112,12 +114,18 @@ SIGNED_REFUSALS: Final[dict[str, tuple[str, dict[str, Any]]]] = {
         {},
     ),
     "429": (
-        "over a budget: the signer's requests per second, the failed signatures of the "
-        "caller's address, or the long polls and streams a partner may hold open",
+        "over a budget: the signer's tokens per second (`rate_limited`: a request costs one, "
+        "plus one per `request_bytes_per_token` bytes of body), the failed signatures of the "
+        "caller's address (`auth_rate_limited`), the long polls and streams a partner may hold "
+        "open (`too_many_waiters`); for a report, a storage quota (`recipient_inbox_full`: a "
+        "recipient's queued reports or bytes, `originator_quota_exceeded`: what the originator "
+        "holds within the retention window; `details.partner` names whose), nothing stored",
         _RETRY_AFTER,
     ),
     "503": (
-        "the broker's store is unreachable or the broker is starting; nothing was changed",
+        "the broker's store is unreachable or the broker is starting (`store_unavailable`, "
+        "`unavailable`), or, for a new report, the store is nearly full (`store_full`); "
+        "nothing was changed",
         _RETRY_AFTER,
     ),
 }
