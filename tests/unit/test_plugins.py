@@ -11,8 +11,10 @@ imported; the others drive the loader with plugins that fail in each way it tell
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from typer.testing import CliRunner
 
 from clients import cli as client_cli
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = ROOT / "policies"
 GROUP = "tearline.commands"
 
 # `tearline` with the modules named in argv[1] made unimportable, as in an installation that
@@ -198,3 +201,18 @@ def test_every_known_plugin_is_a_declared_entry_point() -> None:
         app = typer.Typer()
         EntryPoint(name=name, value=declared[name], group=GROUP).load()(app)
         assert set(plugin.commands) == set(_names(app)), name
+
+
+def test_each_plugins_install_command_provides_the_packages_it_looks_for() -> None:
+    # A stand-in that names an install which would not bring the missing package back would
+    # send the operator round in circles.
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for name, plugin in client_cli.PLUGINS.items():
+        named = re.fullmatch(r"pip install 'tearline\[([a-z,]+)\]'", plugin.install)
+        assert named, plugin.install
+        provided = {
+            re.split(r"[\[<>=;! ]", spec, maxsplit=1)[0].replace("-", "_")
+            for extra in named.group(1).split(",")
+            for spec in extras["optional-dependencies"][extra]
+        }
+        assert set(plugin.packages) <= provided, name
