@@ -736,15 +736,17 @@ def _load_plugin(app: typer.Typer, entry: EntryPoint) -> None:
         )
         return
     # The plugin's own module is absent (an installation lacking a package its metadata names,
-    # as an image that copied only part of the source) or it is broken: no install fixes that.
+    # as an image that copied only part of the source) or it is broken: installing an extra
+    # does not fix that, and a plain `pip install` finds tearline installed and does nothing.
     reason = f"{entry.value} cannot be loaded ({type(problem).__name__}: {problem})"
     if plugin is None:  # its commands are unknown here: say it once, on stderr
         typer.echo(f"warning: tearline.commands plugin {entry.name!r}: {reason}", err=True)
         return
+    reinstall = plugin.install.replace("pip install", "pip install --force-reinstall")
     _unavailable(
         app,
         plugin,
-        lambda name: f"`tearline {name}` is not available: {reason}; reinstall: {plugin.install}",
+        lambda name: f"`tearline {name}` is not available: {reason}; reinstall: {reinstall}",
         f"Unavailable: {reason}.",
     )
 

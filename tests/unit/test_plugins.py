@@ -68,7 +68,7 @@ def help_line(out: str, command: str) -> str:
 GATEWAY_UNAVAILABLE = (
     "error: `tearline gateway` is not available: gateway.cli:register cannot be loaded "
     "(ModuleNotFoundError: No module named 'gateway'); "
-    "reinstall: pip install 'tearline[broker,cti]'\n"
+    "reinstall: pip install --force-reinstall 'tearline[broker,cti]'\n"
 )
 
 
