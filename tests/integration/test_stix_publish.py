@@ -19,6 +19,7 @@ from clients.protocol.envelope import STIX_CONTENT_TYPE
 from clients.stix import (
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY_ID,
+    TLP1_MARKING_IDS,
     TLP2_MARKING_IDS,
     check_bundle,
     tlp_of_object,
@@ -141,7 +142,13 @@ def test_a_misp_event_published_with_the_cli_reaches_usa_as_stamped_stix(
         sent = report.stix(stamped=False)
         stamped = report.stix()
     assert check_bundle(json.dumps(stamped), report.label) == stamped
-    assert {o["id"] for o in sent["objects"]} < {o["id"] for o in stamped["objects"]}
+    # Stamping adds the label's markings and takes away only a TLP marking-definition no
+    # stricter than the label's TLP (here MISP's TLP 1.0 AMBER: the label's TLP 2.0 AMBER
+    # stands in its place, docs/stix-releasability.md).
+    superseded = {o["id"] for o in sent["objects"]} - {o["id"] for o in stamped["objects"]}
+    assert superseded == {"marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"}
+    assert TLP1_MARKING_IDS[next(iter(superseded))] == "AMBER"
+    assert len(stamped["objects"]) > len(sent["objects"]) - len(superseded)
     markings = {o["id"]: o for o in stamped["objects"] if o["type"] == "marking-definition"}
     releasability = next(
         m for m in markings.values() if RELEASABILITY_EXTENSION_ID in m.get("extensions", {})
