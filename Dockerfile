@@ -17,6 +17,8 @@ WORKDIR /app
 # silently left out of the install while its `tearline.commands` entry point stays declared
 # (tests/unit/test_compose.py checks the list against pyproject.toml).
 COPY pyproject.toml README.md requirements.lock ./
+# tearline/ is the one import root; its clients, broker and gateway are links to the folders.
+COPY tearline ./tearline
 COPY clients ./clients
 COPY broker ./broker
 COPY gateway ./gateway

@@ -62,13 +62,13 @@ from bench._timing import write
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from broker.embedded import EmbeddedRedis, free_port
-from broker.settings import MiB, Settings
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
-from clients.protocol.envelope import seal
-from clients.protocol.identity import Partner
+from tearline import Label
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.settings import MiB, Settings
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.identity import Partner
 from tests.integration.conftest import me, write_policies
 from tests.processes import BrokerProcess
 

@@ -14,10 +14,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bench._timing import rate, write
-from clients.policy.agreement import Agreement, Party
-from clients.policy.engine import Decision, Policy, _Terms
-from clients.protocol.identity import Identity, Partner, Registry
-from clients.protocol.label import Label, Scheme
+from tearline.clients.policy.agreement import Agreement, Party
+from tearline.clients.policy.engine import Decision, Policy, _Terms
+from tearline.clients.protocol.identity import Identity, Partner, Registry
+from tearline.clients.protocol.label import Label, Scheme
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEVELS = ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET")

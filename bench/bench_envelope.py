@@ -13,10 +13,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from bench._timing import rate, write
-from clients.protocol.encoding import b64d, strict_loads
-from clients.protocol.envelope import open, pae, seal, verify
-from clients.protocol.identity import Identity, Registry, Suite
-from clients.protocol.label import Label, Scheme
+from tearline.clients.protocol.encoding import b64d, strict_loads
+from tearline.clients.protocol.envelope import open, pae, seal, verify
+from tearline.clients.protocol.identity import Identity, Registry, Suite
+from tearline.clients.protocol.label import Label, Scheme
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SCHEME = Scheme("BENCH", ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET"))

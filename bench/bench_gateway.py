@@ -35,10 +35,10 @@ import yaml
 from taxii2client.v21 import Collection
 
 from bench._timing import write
-from broker.runner import free_port
-from clients.keyfile import write_keypair
-from gateway.config import hash_secret
-from gateway.taxii import collection_id
+from tearline.broker.runner import free_port
+from tearline.clients.keyfile import write_keypair
+from tearline.gateway.config import hash_secret
+from tearline.gateway.taxii import collection_id
 from tests.gateway.conftest import PASSWORD, indicator
 from tests.integration.conftest import me, write_policies
 from tests.processes import BrokerProcess
@@ -113,8 +113,8 @@ def gateway_process(config: Path, port: int, log: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from clients.cli import main; main()", "gateway", "serve",
-             "--config", str(config)],
+            [sys.executable, "-c", "from tearline.clients.cli import main; main()",
+             "gateway", "serve", "--config", str(config)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
         )  # fmt: skip
     try:

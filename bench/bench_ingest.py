@@ -24,18 +24,18 @@ import redis.asyncio as aioredis
 import yaml
 
 from bench._timing import rate, write
-from broker.auth import Authenticated, verify_request
-from broker.embedded import EmbeddedRedis
-from broker.ingest import accept_report
-from broker.keys import load_or_create
-from broker.policy.load import load_policies
-from broker.settings import Settings
-from broker.state import BrokerState
-from broker.store import Store
-from clients.httpsig import sign_request, signing_key_of
-from clients.protocol.envelope import seal
-from clients.protocol.identity import Identity
-from clients.protocol.label import Label
+from tearline.broker.auth import Authenticated, verify_request
+from tearline.broker.embedded import EmbeddedRedis
+from tearline.broker.ingest import accept_report
+from tearline.broker.keys import load_or_create
+from tearline.broker.policy.load import load_policies
+from tearline.broker.settings import Settings
+from tearline.broker.state import BrokerState
+from tearline.broker.store import Store
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.identity import Identity
+from tearline.clients.protocol.label import Label
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PARTNERS = ["GBR", "USA", "CAN", "EST", "FIN", "DEU"]

@@ -25,10 +25,10 @@ import stix2
 from stix2validator import ValidationOptions, validate_parsed_json
 
 from bench._timing import write
-from clients.errors import StixError
-from clients.protocol.label import Label
-from clients.stix import TLP2_MARKING_IDS, check_bundle, stamp
-from clients.stix.check import marking_conflicts, parse_bundle
+from tearline.clients.errors import StixError
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix import TLP2_MARKING_IDS, check_bundle, stamp
+from tearline.clients.stix.check import marking_conflicts, parse_bundle
 
 TS = "2026-01-01T00:00:00.000Z"
 LABEL = Label("CONFIDENTIAL", ["USA", "EST"], "AMBER", topics=["ransomware"])

@@ -28,11 +28,11 @@ import httpx
 import redis
 import yaml
 
-from broker.embedded import EmbeddedRedis
-from clients.httpsig import sign_request, signing_key_of
-from clients.protocol.envelope import seal
-from clients.protocol.identity import Identity, Partner
-from clients.protocol.label import Label
+from tearline.broker.embedded import EmbeddedRedis
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.identity import Identity, Partner
+from tearline.clients.protocol.label import Label
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "bench" / "load"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from clients.httpsig import sign_request, signing_key_of
+from tearline.clients.httpsig import sign_request, signing_key_of
 
 SPENT: collections.Counter[str] = collections.Counter()
 CALLS: collections.Counter[str] = collections.Counter()
@@ -61,11 +61,11 @@ def _timed(owner: Any, name: str, label: str) -> None:
 async def run(tmp: Path, fleet: harness.Fleet, redis_url: str, posts: int) -> None:
     port = 8123  # never listened on: the requests go to the app directly
     os.environ.update(harness.broker_env(fleet, redis_url, tmp / "data", port))
-    import broker.api.deps as deps
-    import broker.api.reports as reports
-    import broker.ingest as ingest
-    import broker.store as store
-    from broker.app import create_app
+    import tearline.broker.api.deps as deps
+    import tearline.broker.api.reports as reports
+    import tearline.broker.ingest as ingest
+    import tearline.broker.store as store
+    from tearline.broker.app import create_app
 
     _timed(deps, "read_body_within", "read the body")
     _timed(reports, "authenticate_deferring_nonce", "authenticate (request signature)")

@@ -27,8 +27,8 @@ from typing import Final
 
 from prometheus_client import Counter
 
-from broker.metrics import REGISTRY
-from broker.settings import Settings
+from tearline.broker.metrics import REGISTRY
+from tearline.broker.settings import Settings
 
 log = logging.getLogger("tearline.broker")
 

@@ -17,22 +17,22 @@ from fastapi.telemetry import TelemetryConfig
 from redis.exceptions import RedisError
 from sse_starlette.sse import AppStatus
 
-from broker import audit, memory, retention
-from broker.api import audit as audit_api
-from broker.api import deadletters, directory, governance, health, inbox, reports, status
-from broker.api import docs as api_docs
-from broker.api import errors as api_errors
-from broker.api import metrics as metrics_api
-from broker.api import openapi as api_openapi
-from broker.api.limits import HeaderLimits
-from broker.connections import connect
-from broker.keys import load_or_create
-from broker.observability import RequestObserver
-from broker.reload import load_initial, reload, watch
-from broker.settings import Settings, get_settings
-from broker.state import BrokerState, utc_now
-from broker.store import Store
-from clients.errors import UnavailableError
+from tearline.broker import audit, memory, retention
+from tearline.broker.api import audit as audit_api
+from tearline.broker.api import deadletters, directory, governance, health, inbox, reports, status
+from tearline.broker.api import docs as api_docs
+from tearline.broker.api import errors as api_errors
+from tearline.broker.api import metrics as metrics_api
+from tearline.broker.api import openapi as api_openapi
+from tearline.broker.api.limits import HeaderLimits
+from tearline.broker.connections import connect
+from tearline.broker.keys import load_or_create
+from tearline.broker.observability import RequestObserver
+from tearline.broker.reload import load_initial, reload, watch
+from tearline.broker.settings import Settings, get_settings
+from tearline.broker.state import BrokerState, utc_now
+from tearline.broker.store import Store
+from tearline.clients.errors import UnavailableError
 
 log = logging.getLogger("tearline.broker")
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from broker.state import BrokerState
-from clients.errors import InputError
-from clients.protocol import crypto
-from clients.protocol.encoding import (
+from tearline.broker.state import BrokerState
+from tearline.clients.errors import InputError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
     b64e,

@@ -40,11 +40,11 @@ from http_message_signatures import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from clients.errors import AuthenticationError, UnavailableError
-from clients.httpsig import ALGORITHM_ID, Ed25519Algorithm, RequestView
-from clients.protocol import crypto
-from clients.protocol.encoding import format_time
-from clients.protocol.identity import Registry
+from tearline.clients.errors import AuthenticationError, UnavailableError
+from tearline.clients.httpsig import ALGORITHM_ID, Ed25519Algorithm, RequestView
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.identity import Registry
 
 #: How far ahead of the broker's clock ``created`` may be: clocks of partner nodes drift.
 MAX_FUTURE_S: Final = 5

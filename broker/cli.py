@@ -18,14 +18,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from broker import installed  # noqa: F401  (first: an SDK-only install stops here)
-from broker.policy.fingerprint import fingerprint
-from broker.policy.folder import read_policy_folder
-from broker.policy.load import check_files, check_policies
-from clients.errors import TearlineError
-from clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
-from clients.protocol.label import Label
-from clients.terminal import LABEL_HELP, console
+from tearline.broker import installed  # noqa: F401  (first: an SDK-only install stops here)
+from tearline.broker.policy.fingerprint import fingerprint
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.policy.load import check_files, check_policies
+from tearline.clients.errors import TearlineError
+from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
+from tearline.clients.protocol.label import Label
+from tearline.clients.terminal import LABEL_HELP, console
 
 policy_app = typer.Typer(help="Check and explain the policy folder.", no_args_is_help=True)
 
@@ -84,7 +84,7 @@ def explain(
 
     A table: the agreement the decision turns on and, for a refusal, the term that fails
     (ceiling, clearance, topic, caveat, suite). --json prints the decisions as one object."""
-    from broker.policy.why import explain_all
+    from tearline.broker.policy.why import explain_all
 
     policy, problems = check_policies(policies)
     if policy is None:
@@ -170,9 +170,9 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from broker.embedded import EmbeddedRedis
-    from broker.observability import log_config
-    from broker.settings import get_settings
+    from tearline.broker.embedded import EmbeddedRedis
+    from tearline.broker.observability import log_config
+    from tearline.broker.settings import get_settings
 
     given = {
         "policies_dir": policies,
@@ -219,7 +219,7 @@ def serve(
         }
     )
     if settings.workers > 1:
-        from broker.metrics import prepare_multiprocess_dir
+        from tearline.broker.metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir(settings.data_dir / "metrics")
     s = policy.summary()
@@ -229,13 +229,13 @@ def serve(
     )
 
     # Before anything opens a file: the workers and the embedded Redis inherit the limit.
-    from broker.admission import raise_open_files_limit
+    from tearline.broker.admission import raise_open_files_limit
 
     soft, _hard = raise_open_files_limit()
     typer.echo(f"open files limit {soft}", err=True)
     with _stop_on_signals(), contextlib.ExitStack() as stack:
         if settings.metrics_port is not None:
-            from broker.metrics import metrics_listener
+            from tearline.broker.metrics import metrics_listener
 
             try:
                 stack.enter_context(metrics_listener(settings.metrics_host, settings.metrics_port))
@@ -268,7 +268,7 @@ def serve(
                 err=True,
             )
         uvicorn.run(
-            "broker.app:create_app",
+            "tearline.broker.app:create_app",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -276,7 +276,7 @@ def serve(
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             timeout_keep_alive=int(settings.keep_alive_timeout_s),
             # httptools with bounds on slow and oversized request headers.
-            http="broker.http_protocol:BoundedHttpToolsProtocol",
+            http="tearline.broker.http_protocol:BoundedHttpToolsProtocol",
             # X-Forwarded-For only from the proxies the operator named (uvicorn would trust
             # 127.0.0.1 by default): the per-address budget must see the real client.
             proxy_headers=bool(settings.trusted_proxies),
@@ -312,7 +312,9 @@ def demo(
 ) -> None:
     """Start a broker on an embedded Redis with five partner nodes and share one report:
     who receives it, who does not and why, and a sender refused for over-sharing."""
-    from broker.demo import run_demo  # the demo pulls in the whole broker; load it on demand
+    from tearline.broker.demo import (
+        run_demo,  # the demo pulls in the whole broker; load it on demand
+    )
 
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise _fail(f"--workdir {workdir} is not empty; the demo makes its own keys there", 2)
@@ -341,11 +343,11 @@ def audit_verify(
     starts a redis-server on DATA_DIR/redis (the broker may be down: this works offline)."""
     import redis as sync_redis
 
-    from broker.audit import AuditError, verify_trail
-    from broker.embedded import EmbeddedRedis
-    from broker.keys import load
-    from broker.store import AUDIT_KEY, CHECKPOINTS_KEY
-    from clients.protocol.encoding import EncodingError, b64d
+    from tearline.broker.audit import AuditError, verify_trail
+    from tearline.broker.embedded import EmbeddedRedis
+    from tearline.broker.keys import load
+    from tearline.broker.store import AUDIT_KEY, CHECKPOINTS_KEY
+    from tearline.clients.protocol.encoding import EncodingError, b64d
 
     try:
         public = b64d(broker_key) if broker_key else load(data_dir / "broker.identity.json").public
@@ -391,7 +393,7 @@ def audit_verify(
 
 def _embedded_refusal(exc: TearlineError, data_dir: Path) -> str:
     """Why no redis-server could be started on ``data_dir/redis``, and what to run instead."""
-    from broker.embedded import running_url
+    from tearline.broker.embedded import running_url
 
     if exc.code != "redis_data_dir_in_use":
         return exc.message
@@ -424,7 +426,7 @@ def init(
     each partner's governance key under a root of threshold 1), keys/ (the identity file and
     governance key of each, mode 0600, and its public entry), label.json and bundle.json. The
     commands printed serve it, publish as one partner and receive as another."""
-    from broker.init import init_world, next_steps
+    from tearline.broker.init import init_world, next_steps
 
     try:
         world = init_world(folder, datetime.now(UTC), ungoverned=ungoverned)
@@ -471,7 +473,7 @@ def partner_add(
     The folder is checked as `tearline policy check` checks it before anything is written; the
     file is replaced in one rename, its comments kept. A running broker picks it up within
     TEARLINE_POLICY_POLL_S."""
-    from broker.partners_file import PartnerFileError, add_partner, read_entry
+    from tearline.broker.partners_file import PartnerFileError, add_partner, read_entry
 
     try:
         done = add_partner(policies, read_entry(file), replace=replace)

@@ -24,8 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from broker.pipeline import Pipeline
-from broker.settings import Settings
+from tearline.broker.pipeline import Pipeline
+from tearline.broker.settings import Settings
 
 # A blocking read is issued in slices of at most this long: short enough that a reader
 # notices shutdown, claims entries whose visibility timeout ran out and re-checks its caller's

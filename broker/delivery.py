@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from broker.connections import block_slice_ms
-from broker.metrics import DEAD_LETTERED, WITHHELD
-from broker.state import BrokerState
-from broker.store import InboxEntry, ReportFacts
-from clients.errors import TearlineError
-from clients.protocol.encoding import compact_json
-from clients.protocol.label import Label
+from tearline.broker.connections import block_slice_ms
+from tearline.broker.metrics import DEAD_LETTERED, WITHHELD
+from tearline.broker.state import BrokerState
+from tearline.broker.store import InboxEntry, ReportFacts
+from tearline.clients.errors import TearlineError
+from tearline.clients.protocol.encoding import compact_json
+from tearline.clients.protocol.label import Label
 
 log = logging.getLogger("tearline.broker")
 

@@ -16,17 +16,17 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from broker.app import create_app
-from broker.embedded import EmbeddedRedis
-from broker.runner import broker_in_thread
-from broker.settings import Settings
-from clients.errors import DeniedError
-from clients.keyfile import Identity, generate, write_keypair
-from clients.partner import Report
-from clients.protocol.envelope import seal
-from clients.protocol.label import Label
-from clients.sync import Partner
-from clients.terminal import console as make_console
+from tearline.broker.app import create_app
+from tearline.broker.embedded import EmbeddedRedis
+from tearline.broker.runner import broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.clients.errors import DeniedError
+from tearline.clients.keyfile import Identity, generate, write_keypair
+from tearline.clients.partner import Report
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.label import Label
+from tearline.clients.sync import Partner
+from tearline.clients.terminal import console as make_console
 
 NODES = {
     "GBR": ("United Kingdom", "pq-hybrid"),

@@ -29,7 +29,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from clients.errors import InternalError, UnavailableError
+from tearline.clients.errors import InternalError, UnavailableError
 
 INSTALL_HINT = (
     "install a Redis server (Debian/Ubuntu: `apt-get install redis-server`) "

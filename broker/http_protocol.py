@@ -26,8 +26,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from broker.admission import Admission, connection_limit
-from broker.settings import Settings
+from tearline.broker.admission import Admission, connection_limit
+from tearline.broker.settings import Settings
 
 _431 = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
-from broker.memory import STORE_FULL_RETRY_AFTER_S
-from broker.settings import Settings
-from broker.state import BrokerState
-from broker.store import NewReport, Quotas, Stored
-from clients.errors import (
+from tearline.broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
+from tearline.broker.memory import STORE_FULL_RETRY_AFTER_S
+from tearline.broker.settings import Settings
+from tearline.broker.state import BrokerState
+from tearline.broker.store import NewReport, Quotas, Stored
+from tearline.clients.errors import (
     ConflictError,
     DeniedError,
     EnvelopeError,
@@ -23,10 +23,10 @@ from clients.errors import (
     TooLargeError,
     UnavailableError,
 )
-from clients.protocol import crypto
-from clients.protocol.encoding import b64d, b64e, compact_json, format_time, strict_loads
-from clients.protocol.envelope import VerifiedEnvelope, verify
-from clients.protocol.receipt import Delivery, Receipt, sign_receipt
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64d, b64e, compact_json, format_time, strict_loads
+from tearline.clients.protocol.envelope import VerifiedEnvelope, verify
+from tearline.clients.protocol.receipt import Delivery, Receipt, sign_receipt
 
 log = logging.getLogger("tearline.broker")
 

@@ -28,12 +28,12 @@ from typing import Any, Final
 
 import yaml
 
-from broker.policy.load import check_policies
-from clients.errors import InputError, InternalError
-from clients.governance import documents as gd
-from clients.keyfile import Identity, generate, write_keypair
-from clients.protocol import crypto
-from clients.protocol.encoding import b64e, format_time
+from tearline.broker.policy.load import check_policies
+from tearline.clients.errors import InputError, InternalError
+from tearline.clients.governance import documents as gd
+from tearline.clients.keyfile import Identity, generate, write_keypair
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64e, format_time
 
 #: Partner id → display name. All classic: the quickest keys, and every example works with them.
 PARTNERS: Final = {

@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.errors import IdentityError
-from clients.protocol import crypto
-from clients.protocol.encoding import b64d, b64e
+from tearline.clients.errors import IdentityError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64d, b64e
 
 
 @dataclass(frozen=True)

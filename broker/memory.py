@@ -25,7 +25,7 @@ from typing import Any, Final
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
-from broker.metrics import REGISTRY
+from tearline.broker.metrics import REGISTRY
 
 log = logging.getLogger("tearline.broker")
 

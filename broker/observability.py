@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.metrics import REGISTRY
+from tearline.broker.metrics import REGISTRY
 
 log = logging.getLogger("tearline.broker")
 
@@ -121,7 +121,7 @@ def log_config(*, json_lines: bool | None = None) -> dict[str, Any]:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     formatter: dict[str, Any] = (
-        {"()": "broker.observability.JsonLines"}
+        {"()": "tearline.broker.observability.JsonLines"}
         if json_lines
         else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     )

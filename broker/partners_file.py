@@ -19,13 +19,13 @@ from typing import Any
 
 import yaml
 
-from broker.policy.fingerprint import PARTNERS, PolicyFiles, fingerprint
-from broker.policy.folder import read_policy_folder
-from broker.policy.governed import is_governed
-from broker.policy.load import Problem, check_files
-from broker.policy.yamlfile import load_yaml
-from clients.errors import IdentityError, InputError, PolicyError
-from clients.protocol.identity import Partner
+from tearline.broker.policy.fingerprint import PARTNERS, PolicyFiles, fingerprint
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.policy.governed import is_governed
+from tearline.broker.policy.load import Problem, check_files
+from tearline.broker.policy.yamlfile import load_yaml
+from tearline.clients.errors import IdentityError, InputError, PolicyError
+from tearline.clients.protocol.identity import Partner
 
 HOW = "give the ID.public.yaml that `tearline keygen` wrote for the partner"
 

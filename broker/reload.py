@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from broker.metrics import POLICY_RELOADS
-from broker.policy.engine import Policy
-from broker.policy.fingerprint import (
+from tearline.broker.metrics import POLICY_RELOADS
+from tearline.broker.policy.engine import Policy
+from tearline.broker.policy.fingerprint import (
     Changes,
     Fingerprint,
     PolicyFiles,
@@ -37,13 +37,13 @@ from broker.policy.fingerprint import (
     changes,
     fingerprint,
 )
-from broker.policy.folder import read_policy_folder
-from broker.policy.governed import is_governed
-from broker.policy.load import check_files, load_files
-from clients.protocol.encoding import format_time
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.policy.governed import is_governed
+from tearline.broker.policy.load import check_files, load_files
+from tearline.clients.protocol.encoding import format_time
 
 if TYPE_CHECKING:
-    from broker.state import BrokerState
+    from tearline.broker.state import BrokerState
 
 log = logging.getLogger("tearline.broker")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from broker.state import BrokerState
+from tearline.broker.state import BrokerState
 
 
 async def enforce(state: BrokerState) -> dict[str, int]:

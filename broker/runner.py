@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
-from broker.state import BrokerState
+from tearline.broker.state import BrokerState
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ def broker_in_thread(app: FastAPI, port: int | None = None) -> Iterator[Threaded
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        http="broker.http_protocol:BoundedHttpToolsProtocol",  # as `tearline serve` runs
+        http="tearline.broker.http_protocol:BoundedHttpToolsProtocol",  # as `tearline serve` runs
         proxy_headers=False,  # as `tearline serve` with no trusted proxies
     )
     server = uvicorn.Server(config)

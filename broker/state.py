@@ -8,15 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from broker.keys import BrokerKey
-from broker.memory import StoreMemory
-from broker.policy.engine import Policy
-from broker.ratelimit import TokenBuckets
-from broker.reload import Outcome, PolicyReloads, reload
-from broker.settings import Settings
-from broker.store import Store
-from broker.translog import TransparencyLog
-from broker.waiters import Waiters
+from tearline.broker.keys import BrokerKey
+from tearline.broker.memory import StoreMemory
+from tearline.broker.policy.engine import Policy
+from tearline.broker.ratelimit import TokenBuckets
+from tearline.broker.reload import Outcome, PolicyReloads, reload
+from tearline.broker.settings import Settings
+from tearline.broker.store import Store
+from tearline.broker.translog import TransparencyLog
+from tearline.broker.waiters import Waiters
 
 log = logging.getLogger("tearline.broker")
 

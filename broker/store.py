@@ -47,7 +47,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from broker.pipeline import Pipeline
+from tearline.broker.pipeline import Pipeline
 
 GROUP: Final = b"tl"
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from broker.keys import BrokerKey
-from broker.store import Store
-from clients.errors import TearlineError
-from clients.governance.log import log_leaf, sign_tree_head
-from clients.governance.merkle import (
+from tearline.broker.keys import BrokerKey
+from tearline.broker.store import Store
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.log import log_leaf, sign_tree_head
+from tearline.clients.governance.merkle import (
     TreeHead,
     consistency_proof,
     inclusion_proof,

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clients.errors import RateLimitedError, UnavailableError
+from tearline.clients.errors import RateLimitedError, UnavailableError
 
 # What a refused reader is told to wait before trying again.
 RETRY_AFTER_S = 5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from clients.errors import InputError
+from tearline.clients.errors import InputError
 
 # 2**60 × any sane base is far past any cap; stopping the exponent there keeps the arithmetic
 # from overflowing on a client that has been failing for days.

@@ -23,8 +23,8 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from clients import governance_publish  # noqa: F401 - adds `registry|agreement publish`
-from clients.errors import (
+from tearline.clients import governance_publish  # noqa: F401 - adds `registry|agreement publish`
+from tearline.clients.errors import (
     AuthenticationError,
     IdentityError,
     InputError,
@@ -34,27 +34,32 @@ from clients.errors import (
     TransportError,
     UnavailableError,
 )
-from clients.governance_cli import agreement_app, governance_app, registry_app
-from clients.inbox_folder import InboxFolder, Written
-from clients.keyfile import Identity, generate, write_keypair
-from clients.operator_cli import dead_letters_app
-from clients.partner import Delivery, Gap, Recall, Report
-from clients.protocol.encoding import EncodingError, compact_json, format_time, strict_loads
-from clients.protocol.envelope import STIX_CONTENT_TYPE, seal
-from clients.protocol.identity import check_suite
-from clients.protocol.label import Label
-from clients.protocol.receipt import Receipt
-from clients.stix.check import check_bundle, is_stix_content_type
-from clients.stix.misp import bundle_from_misp
-from clients.sync import Partner
-from clients.terminal import (
+from tearline.clients.governance_cli import agreement_app, governance_app, registry_app
+from tearline.clients.inbox_folder import InboxFolder, Written
+from tearline.clients.keyfile import Identity, generate, write_keypair
+from tearline.clients.operator_cli import dead_letters_app
+from tearline.clients.partner import Delivery, Gap, Recall, Report
+from tearline.clients.protocol.encoding import (
+    EncodingError,
+    compact_json,
+    format_time,
+    strict_loads,
+)
+from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE, seal
+from tearline.clients.protocol.identity import check_suite
+from tearline.clients.protocol.label import Label
+from tearline.clients.protocol.receipt import Receipt
+from tearline.clients.stix.check import check_bundle, is_stix_content_type
+from tearline.clients.stix.misp import bundle_from_misp
+from tearline.clients.sync import Partner
+from tearline.clients.terminal import (
     LABEL_HELP,
     broker_url_problem,
     console,
     reason_text,
     unreachable,
 )
-from clients.transparency_cli import keys_app, log_app
+from tearline.clients.transparency_cli import keys_app, log_app
 
 # The SDK's logger: subscribe shows its lines on stderr, and logs its own failed acks there.
 log = logging.getLogger("tearline.client")

@@ -21,14 +21,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 
-from clients.errors import TearlineError
-from clients.governance import documents as gd
-from clients.governance.documents import GovernanceError, GovernanceKey
-from clients.governance.trust import TrustedState
-from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
-from clients.protocol.encoding import strict_loads as _json
-from clients.protocol.identity import Partner, check_partner_id
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance import documents as gd
+from tearline.clients.governance.documents import GovernanceError, GovernanceKey
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
+from tearline.clients.protocol.encoding import strict_loads as _json
+from tearline.clients.protocol.identity import Partner, check_partner_id
 
 D = TypeVar("D", bound=gd.Document)
 KEY_FIELDS = {"holder", "public", "private"}

@@ -16,10 +16,10 @@ from typing import Annotated
 
 import typer
 
-from clients.errors import TearlineError
-from clients.governance import documents as gd
-from clients.governance.trust import TrustedState
-from clients.governance_cli import _fail, _refusals, agreement_app, registry_app
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance import documents as gd
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.governance_cli import _fail, _refusals, agreement_app, registry_app
 
 PoliciesOption = Annotated[
     Path, typer.Option("--policies", help="The broker's policy folder (governed).")

@@ -14,9 +14,9 @@ from typing import Any, Self
 
 import httpx
 
-from clients.errors import TearlineError, TransportError, error_for_status
-from clients.httpsig import sign_as
-from clients.protocol.identity import Identity
+from tearline.clients.errors import TearlineError, TransportError, error_for_status
+from tearline.clients.httpsig import sign_as
+from tearline.clients.protocol.identity import Identity
 
 
 def utc_now() -> datetime:

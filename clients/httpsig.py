@@ -33,10 +33,10 @@ from http_message_signatures import (
     HTTPSignatureKeyResolver,
 )
 
-from clients.errors import IdentityError, InputError
-from clients.protocol import crypto
-from clients.protocol.encoding import format_time
-from clients.protocol.identity import Identity
+from tearline.clients.errors import IdentityError, InputError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.identity import Identity
 
 LABEL: Final = "sig1"
 ALGORITHM_ID: Final = "ed25519"

@@ -22,9 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from clients.errors import InputError
-from clients.partner import Report
-from clients.protocol.encoding import format_time
+from tearline.clients.errors import InputError
+from tearline.clients.partner import Report
+from tearline.clients.protocol.encoding import format_time
 
 FILE_MODE: Final = 0o600
 FOLDER_MODE: Final = 0o700

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from clients.errors import IdentityError
-from clients.protocol.encoding import strict_loads
-from clients.protocol.identity import Identity as _Identity
-from clients.protocol.identity import Suite
+from tearline.clients.errors import IdentityError
+from tearline.clients.protocol.encoding import strict_loads
+from tearline.clients.protocol.identity import Identity as _Identity
+from tearline.clients.protocol.identity import Suite
 
 PRIVATE_MODE = 0o600
 

@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import httpx
 
-from clients.http import SignedClient
-from clients.protocol.encoding import parse_time
-from clients.protocol.identity import Identity
-from clients.sync import LoopRunner
+from tearline.clients.http import SignedClient
+from tearline.clients.protocol.encoding import parse_time
+from tearline.clients.protocol.identity import Identity
+from tearline.clients.sync import LoopRunner
 
 T = TypeVar("T")
 

@@ -17,13 +17,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
-from clients.keyfile import Identity
-from clients.operator import DeadLetter, DeadLetterDetail, Operator
-from clients.protocol.encoding import format_time
-from clients.protocol.identity import PARTNER_ID
-from clients.terminal import broker_url_problem, unreachable
-from clients.terminal import console as make_console
+from tearline.clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
+from tearline.clients.keyfile import Identity
+from tearline.clients.operator import DeadLetter, DeadLetterDetail, Operator
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.identity import PARTNER_ID
+from tearline.clients.terminal import broker_url_problem, unreachable
+from tearline.clients.terminal import console as make_console
 
 T = TypeVar("T")
 

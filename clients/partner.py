@@ -30,41 +30,41 @@ from typing import Any, Final
 import httpx
 from httpx_sse import EventSource
 
-from clients.backoff import Backoff
-from clients.errors import (
+from tearline.clients.backoff import Backoff
+from tearline.clients.errors import (
     DeniedError,
     EnvelopeError,
     InputError,
     TearlineError,
     error_for_status,
 )
-from clients.governance.log import SignedTreeHead
-from clients.governance.node import (
+from tearline.clients.governance.log import SignedTreeHead
+from tearline.clients.governance.node import (
     NodeMemory,
     Verified,
     all_entries,
     checked_head,
     verify_broker,
 )
-from clients.governance.policy import node_policy
-from clients.governance.trust import TrustedState
-from clients.http import SignedClient, utc_now
-from clients.policy.engine import Policy
-from clients.protocol.encoding import b64d
-from clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
-from clients.protocol.identity import Identity, KeyRecord, Registry
-from clients.protocol.label import Label, Scheme
-from clients.protocol.receipt import Receipt, verify_receipt
-from clients.stix.check import check_bundle, is_stix_content_type, parse_bundle
-from clients.stix.stamp import stamp
-from clients.subscription import (
+from tearline.clients.governance.policy import node_policy
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.http import SignedClient, utc_now
+from tearline.clients.policy.engine import Policy
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
+from tearline.clients.protocol.identity import Identity, KeyRecord, Registry
+from tearline.clients.protocol.label import Label, Scheme
+from tearline.clients.protocol.receipt import Receipt, verify_receipt
+from tearline.clients.stix.check import check_bundle, is_stix_content_type, parse_bundle
+from tearline.clients.stix.stamp import stamp
+from tearline.clients.subscription import (
     StreamLost,
     Subscription,
     describe_http,
     stream_refusal,
     worth_retrying,
 )
-from clients.terminal import network_reason
+from tearline.clients.terminal import network_reason
 
 log = logging.getLogger("tearline.client")
 

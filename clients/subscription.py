@@ -14,9 +14,9 @@ from typing import Final
 import httpx
 from httpx_sse import ServerSentEvent
 
-from clients.backoff import Backoff
-from clients.errors import InternalError, RateLimitedError, TearlineError, TransportError
-from clients.http import error_of
+from tearline.clients.backoff import Backoff
+from tearline.clients.errors import InternalError, RateLimitedError, TearlineError, TransportError
+from tearline.clients.http import error_of
 
 log = logging.getLogger("tearline.client")
 

@@ -28,15 +28,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from clients.errors import TearlineError
-from clients.governance.log import SignedTreeHead
-from clients.governance.node import Verified
-from clients.governance.trust import TrustedState
-from clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
-from clients.protocol.envelope import STIX_CONTENT_TYPE
-from clients.protocol.identity import Identity
-from clients.protocol.label import Label, Scheme
-from clients.protocol.receipt import Receipt
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.log import SignedTreeHead
+from tearline.clients.governance.node import Verified
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
+from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE
+from tearline.clients.protocol.identity import Identity
+from tearline.clients.protocol.label import Label, Scheme
+from tearline.clients.protocol.receipt import Receipt
 
 T = TypeVar("T")
 

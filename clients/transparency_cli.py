@@ -15,14 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from clients.errors import TearlineError
-from clients.governance.documents import parse_envelope, parse_registry
-from clients.governance.log import LogError, parse_commitment, split_view, verify_tree_head
-from clients.governance_cli import _fail
-from clients.keyfile import Identity
-from clients.protocol.encoding import format_time
-from clients.protocol.identity import KeyRecord
-from clients.sync import Partner
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.documents import parse_envelope, parse_registry
+from tearline.clients.governance.log import LogError, parse_commitment, split_view, verify_tree_head
+from tearline.clients.governance_cli import _fail
+from tearline.clients.keyfile import Identity
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.identity import KeyRecord
+from tearline.clients.sync import Partner
 
 log_app = typer.Typer(help="The broker's transparency log (online).", no_args_is_help=True)
 keys_app = typer.Typer(help="Watch the keys published under a partner id.", no_args_is_help=True)

@@ -23,15 +23,15 @@ from typing import Any, Final
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from clients.partner import AsyncPartner
-from clients.protocol.identity import Identity
-from clients.stix.markings import tlp_rank
-from gateway import sync, writer
-from gateway.auth import CHALLENGE, Authenticator, FailureBudget
-from gateway.config import RECEIVED, GatewayConfig, User, WritableCollection
-from gateway.node import LoopThread, NodePublisher
-from gateway.store import Store
-from gateway.taxii import (
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.protocol.identity import Identity
+from tearline.clients.stix.markings import tlp_rank
+from tearline.gateway import sync, writer
+from tearline.gateway.auth import CHALLENGE, Authenticator, FailureBudget
+from tearline.gateway.config import RECEIVED, GatewayConfig, User, WritableCollection
+from tearline.gateway.node import LoopThread, NodePublisher
+from tearline.gateway.store import Store
+from tearline.gateway.taxii import (
     MEDIA_TYPE_STIX,
     MEDIA_TYPE_TAXII,
     TaxiiError,

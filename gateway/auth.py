@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.config import User, hash_secret, verify_secret
+from tearline.gateway.config import User, hash_secret, verify_secret
 
 #: What a 401 says it wants.
 CHALLENGE: Final = 'Basic realm="tearline-gateway", Bearer realm="tearline-gateway"'

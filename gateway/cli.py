@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from clients.errors import TearlineError
-from clients.keyfile import Identity
-from gateway.config import hash_secret, load_config
+from tearline.clients.errors import TearlineError
+from tearline.clients.keyfile import Identity
+from tearline.gateway.config import hash_secret, load_config
 
 gateway_app = typer.Typer(
     help="A TAXII 2.1 server for this partner node: what it receives, and collections to share "
@@ -50,7 +50,7 @@ def serve(
     this node's inbox and publishing what local tools add to writable collections."""
     import uvicorn
 
-    from gateway.app import create_app
+    from tearline.gateway.app import create_app
 
     try:
         settings = load_config(config)
@@ -73,7 +73,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="info",
-        http="broker.http_protocol:BoundedHttpToolsProtocol",  # header limits, as the broker
+        # Header limits, as the broker has them.
+        http="tearline.broker.http_protocol:BoundedHttpToolsProtocol",
         proxy_headers=False,
         timeout_keep_alive=5,
     )

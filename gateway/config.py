@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from clients.errors import InputError, LabelError
-from clients.protocol.encoding import EncodingError, b64d, b64e
-from clients.protocol.label import Label
-from gateway.taxii import authority_forms
+from tearline.clients.errors import InputError, LabelError
+from tearline.clients.protocol.encoding import EncodingError, b64d, b64e
+from tearline.clients.protocol.label import Label
+from tearline.gateway.taxii import authority_forms
 
 #: A collection's short name: what users' rights and the id's UUIDv5 are made of.
 COLLECTION_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from clients.partner import AsyncPartner, Directory, PreviewDecision
-from clients.protocol.label import Label
-from clients.protocol.receipt import Receipt
+from tearline.clients.partner import AsyncPartner, Directory, PreviewDecision
+from tearline.clients.protocol.label import Label
+from tearline.clients.protocol.receipt import Receipt
 
 T = TypeVar("T")
 

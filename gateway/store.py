@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.taxii import (
+from tearline.gateway.taxii import (
     Page,
     Query,
     Row,

@@ -16,13 +16,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from clients.errors import AuthenticationError, DeniedError, TearlineError
-from clients.partner import Delivery, Gap, Recall, Report
-from clients.stix.markings import tlp_rank
-from clients.stix.stamp import stamp_report
-from gateway.config import FROM_PREFIX, RECEIVED
-from gateway.store import Store, Stored
-from gateway.taxii import now_us
+from tearline.clients.errors import AuthenticationError, DeniedError, TearlineError
+from tearline.clients.partner import Delivery, Gap, Recall, Report
+from tearline.clients.stix.markings import tlp_rank
+from tearline.clients.stix.stamp import stamp_report
+from tearline.gateway.config import FROM_PREFIX, RECEIVED
+from tearline.gateway.store import Store, Stored
+from tearline.gateway.taxii import now_us
 
 log = logging.getLogger("tearline.gateway")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from clients.protocol.encoding import EncodingError, b64d, b64e
+from tearline.clients.protocol.encoding import EncodingError, b64d, b64e
 
 MEDIA_TYPE_TAXII: Final = "application/taxii+json;version=2.1"
 MEDIA_TYPE_STIX: Final = "application/stix+json;version=2.1"

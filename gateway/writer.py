@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from clients.errors import DeniedError, InputError, TearlineError
-from clients.partner import Directory, PreviewDecision
-from clients.protocol.label import Label
-from clients.protocol.receipt import Receipt
-from clients.stix import StixError, check_bundle, mark_for_sharing, stamp_report
-from gateway.taxii import StatusDetail, bad_request, format_timestamp, object_problem
+from tearline.clients.errors import DeniedError, InputError, TearlineError
+from tearline.clients.partner import Directory, PreviewDecision
+from tearline.clients.protocol.label import Label
+from tearline.clients.protocol.receipt import Receipt
+from tearline.clients.stix import StixError, check_bundle, mark_for_sharing, stamp_report
+from tearline.gateway.taxii import StatusDetail, bad_request, format_timestamp, object_problem
 
 log = logging.getLogger("tearline.gateway")
 
@@ -48,7 +48,7 @@ class Publisher(Protocol):
 
 def parse_envelope(body: bytes) -> list[Any]:
     """The ``objects`` of a TAXII envelope; 400 for anything else."""
-    from clients.protocol.encoding import EncodingError, strict_loads
+    from tearline.clients.protocol.encoding import EncodingError, strict_loads
 
     try:
         data = strict_loads(body)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from broker.embedded import EmbeddedRedis
+from tearline.broker.embedded import EmbeddedRedis
 
 # --- a real redis-server, one per test session --------------------------------------------------
 

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from broker.policy.engine import Policy
-from clients.policy.agreement import Agreement, Party
-from clients.protocol.identity import Identity, Partner, Registry, Suite
-from clients.protocol.label import Label, Scheme
+from tearline.broker.policy.engine import Policy
+from tearline.clients.policy.agreement import Agreement, Party
+from tearline.clients.protocol.identity import Identity, Partner, Registry, Suite
+from tearline.clients.protocol.label import Label, Scheme
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LEVELS = ("UNCLASSIFIED", "RESTRICTED", "CONFIDENTIAL", "SECRET")

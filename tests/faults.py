@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broker.embedded import EmbeddedRedis, free_port
-from broker.policy.load import load_policies
-from clients import Label, TearlineError
-from clients.errors import InputError, TransportError
-from clients.partner import AsyncPartner, Report
-from clients.protocol.encoding import b64d
-from clients.protocol.envelope import seal
+from tearline import Label, TearlineError
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.policy.load import load_policies
+from tearline.clients.errors import InputError, TransportError
+from tearline.clients.partner import AsyncPartner, Report
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.envelope import seal
 from tests.integration.conftest import PARTNERS, me, write_policies
 from tests.processes import BrokerProcess
 

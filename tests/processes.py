@@ -17,7 +17,7 @@ from types import TracebackType
 
 import httpx
 
-from broker.embedded import free_port
+from tearline.broker.embedded import free_port
 
 
 class BrokerProcess:
@@ -71,7 +71,7 @@ class BrokerProcess:
         return self._process.pid if self._process else None
 
     def command(self) -> list[str]:
-        serve = "from clients.cli import main; main()"
+        serve = "from tearline.clients.cli import main; main()"
         port, workers = str(self.port), str(self.workers)
         return [sys.executable, "-c", serve, "serve", "--port", port, "--workers", workers]
 

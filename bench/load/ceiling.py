@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from broker.app import NO_TELEMETRY
-from broker.observability import log_config
+from tearline.broker.app import NO_TELEMETRY
+from tearline.broker.observability import log_config
 
 
 def create_app() -> FastAPI:
@@ -57,7 +57,7 @@ if __name__ == "__main__":
         host="127.0.0.1",
         port=port,
         workers=workers,
-        http="broker.http_protocol:BoundedHttpToolsProtocol",
+        http="tearline.broker.http_protocol:BoundedHttpToolsProtocol",
         server_header=False,
         log_config=log_config(),
     )

@@ -17,7 +17,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from clients.httpsig import sign_request
+from tearline.clients.httpsig import sign_request
 
 
 def cpu_s() -> float:

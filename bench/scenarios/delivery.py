@@ -40,9 +40,9 @@ from bench.harness import (
 )
 from bench.scenarios._publisher import run_publisher
 from bench.scenarios._sse import run_subscriber
-from broker.runner import free_port
-from clients.httpsig import sign_request, signing_key_of
-from clients.protocol.encoding import b64d
+from tearline.broker.runner import free_port
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.protocol.encoding import b64d
 
 TOOL = (
     "asyncio raw HTTP/1.1 in processes of their own: an open-loop publisher, SSE subscribers "

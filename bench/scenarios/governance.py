@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Fleet, bench_redis, broker_env, flush, start_broker
-from broker.runner import free_port
-from clients import AsyncPartner, Label
-from clients.governance.documents import add_signature, generate_key, new_document
-from clients.governance.policy import node_policy
-from clients.partner import decisions_of
-from clients.protocol.encoding import b64e
+from tearline import AsyncPartner, Label
+from tearline.broker.runner import free_port
+from tearline.clients.governance.documents import add_signature, generate_key, new_document
+from tearline.clients.governance.policy import node_policy
+from tearline.clients.partner import decisions_of
+from tearline.clients.protocol.encoding import b64e
 
 SENDER, RECEIVER = "P000", "P001"
 LABEL = Label("RESTRICTED", [RECEIVER], "AMBER")

@@ -24,7 +24,7 @@ from bench.harness import (
     write_requests,
     wrk,
 )
-from broker.runner import free_port
+from tearline.broker.runner import free_port
 
 BATCH_SIZE = 50
 CONNECTIONS = 64

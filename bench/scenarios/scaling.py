@@ -13,8 +13,8 @@ from typing import Any
 import redis
 
 from bench.harness import Fleet, broker_env, flush, redis_info, start_broker, write_requests, wrk
-from broker.runner import free_port
-from broker.store import inbox_key
+from tearline.broker.runner import free_port
+from tearline.broker.store import inbox_key
 
 CONNECTIONS = 64
 
@@ -118,7 +118,7 @@ def decisions(quick: bool) -> dict[str, Any]:
     """The engine alone: microseconds per decision for one recipient at 500 partners, as the
     agreements grow from 10 to 1,000 (bench/bench_engine.py's policies)."""
     from bench.bench_engine import NOW, build
-    from clients.protocol.label import Label
+    from tearline.clients.protocol.label import Label
 
     rng = random.Random(7)
     label = Label("RESTRICTED", [f"P{i:04d}" for i in range(500)], "AMBER", topics=["apt"])

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from broker import audit
-from broker.api.deps import Operator, State
-from broker.api.reports import UUID_PATTERN, errors
-from broker.audit import as_rows
+from tearline.broker import audit
+from tearline.broker.api.deps import Operator, State
+from tearline.broker.api.reports import UUID_PATTERN, errors
+from tearline.broker.audit import as_rows
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 

@@ -18,15 +18,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import AfterValidator, BaseModel, Field
 
-from broker.api.deps import Operator, State
-from broker.api.inbox import ENTRY_ID, GapInfo, check_after_id, check_stream_id
-from broker.api.reports import errors
-from broker.state import BrokerState
-from broker.store import ReportFacts
-from clients.errors import NotFoundError
-from clients.protocol import crypto
-from clients.protocol.encoding import b64e, format_time
-from clients.protocol.identity import PARTNER_ID
+from tearline.broker.api.deps import Operator, State
+from tearline.broker.api.inbox import ENTRY_ID, GapInfo, check_after_id, check_stream_id
+from tearline.broker.api.reports import errors
+from tearline.broker.state import BrokerState
+from tearline.broker.store import ReportFacts
+from tearline.clients.errors import NotFoundError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64e, format_time
+from tearline.clients.protocol.identity import PARTNER_ID
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["operators"])
 

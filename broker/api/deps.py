@@ -15,11 +15,11 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from broker.api.errors import RequestShapeError
-from broker.auth import Authenticated, remember_nonce, verify_request
-from broker.metrics import AUTH_FAILURES
-from broker.state import BrokerState
-from clients.errors import (
+from tearline.broker.api.errors import RequestShapeError
+from tearline.broker.auth import Authenticated, remember_nonce, verify_request
+from tearline.broker.metrics import AUTH_FAILURES
+from tearline.broker.state import BrokerState
+from tearline.clients.errors import (
     AuthenticationError,
     InputError,
     MisdirectedError,
@@ -28,7 +28,7 @@ from clients.errors import (
     TooLargeError,
     UnavailableError,
 )
-from clients.protocol.identity import Registry
+from tearline.clients.protocol.identity import Registry
 
 
 async def get_state(request: Request) -> BrokerState:

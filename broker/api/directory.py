@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from broker.api.deps import Caller, State
-from broker.api.reports import errors
-from clients.protocol.encoding import b64e
+from tearline.broker.api.deps import Caller, State
+from tearline.broker.api.reports import errors
+from tearline.clients.protocol.encoding import b64e
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.observability import log_refusal
-from clients.errors import (
+from tearline.broker.observability import log_refusal
+from tearline.clients.errors import (
     HTTP_STATUS,
     EnvelopeError,
     InputError,

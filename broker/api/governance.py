@@ -15,12 +15,12 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 
-from broker.api.deps import Caller, State
-from broker.api.reports import errors
-from broker.state import BrokerState
-from clients.errors import InputError
-from clients.governance.documents import parse_agreement, parse_envelope, parse_status
-from clients.protocol.encoding import b64e
+from tearline.broker.api.deps import Caller, State
+from tearline.broker.api.reports import errors
+from tearline.broker.state import BrokerState
+from tearline.clients.errors import InputError
+from tearline.clients.governance.documents import parse_agreement, parse_envelope, parse_status
+from tearline.clients.protocol.encoding import b64e
 
 router = APIRouter(prefix="/v1", tags=["governance"])
 

@@ -13,15 +13,15 @@ from pydantic import AfterValidator, BaseModel, Field
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from broker.api.deps import Body, Caller, State, body_schema, json_body
-from broker.api.errors import error_body, redis_outage
-from broker.api.reports import errors
-from broker.auth import Authenticated
-from broker.delivery import Delivered, next_batch
-from broker.metrics import DELIVERIES
-from broker.settings import LONG_POLL_LIMIT_S
-from broker.state import BrokerState
-from clients.errors import InputError, TearlineError
+from tearline.broker.api.deps import Body, Caller, State, body_schema, json_body
+from tearline.broker.api.errors import error_body, redis_outage
+from tearline.broker.api.reports import errors
+from tearline.broker.auth import Authenticated
+from tearline.broker.delivery import Delivered, next_batch
+from tearline.broker.metrics import DELIVERIES
+from tearline.broker.settings import LONG_POLL_LIMIT_S
+from tearline.broker.state import BrokerState
+from tearline.clients.errors import InputError, TearlineError
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 

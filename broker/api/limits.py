@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broker.api.errors import error_response
-from broker.observability import log_refusal
-from clients.errors import HeadersTooLargeError
+from tearline.broker.api.errors import error_response
+from tearline.broker.observability import log_refusal
+from tearline.clients.errors import HeadersTooLargeError
 
 
 class HeaderLimits:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from broker.api.deps import Operator
-from broker.metrics import render
+from tearline.broker.api.deps import Operator
+from tearline.broker.metrics import render
 
 router = APIRouter(tags=["operators"])
 

@@ -29,9 +29,9 @@ from typing import Any, Final
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from broker.api.reports import ERROR_SCHEMA
-from broker.auth import MAX_FUTURE_S
-from clients.httpsig import ALGORITHM_ID, LABEL
+from tearline.broker.api.reports import ERROR_SCHEMA
+from tearline.broker.auth import MAX_FUTURE_S
+from tearline.clients.httpsig import ALGORITHM_ID, LABEL
 
 PARTNER_SCHEME: Final = "partnerSignature"
 OPERATOR_SCHEME: Final = "operatorSignature"

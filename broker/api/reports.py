@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from broker.api.deps import (
+from tearline.broker.api.deps import (
     Caller,
     State,
     authenticate_deferring_nonce,
@@ -18,19 +18,19 @@ from broker.api.deps import (
     read_body,
     read_body_within,
 )
-from broker.api.errors import error_body, status_of
-from broker.auth import remember_nonce
-from broker.ingest import Accepted, accept_report, accept_reports
-from broker.metrics import REPORTS
-from clients.errors import (
+from tearline.broker.api.errors import error_body, status_of
+from tearline.broker.auth import remember_nonce
+from tearline.broker.ingest import Accepted, accept_report, accept_reports
+from tearline.broker.metrics import REPORTS
+from tearline.clients.errors import (
     AuthenticationError,
     InputError,
     NotFoundError,
     TearlineError,
     UnsupportedMediaTypeError,
 )
-from clients.protocol.encoding import compact_json
-from clients.protocol.label import Label
+from tearline.clients.protocol.encoding import compact_json
+from tearline.clients.protocol.label import Label
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"

@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from broker.api.deps import Operator, State
-from broker.api.reports import errors
-from broker.policy.fingerprint import Changes
-from broker.reload import Refusal
-from clients.protocol.encoding import format_time
+from tearline.broker.api.deps import Operator, State
+from tearline.broker.api.reports import errors
+from tearline.broker.policy.fingerprint import Changes
+from tearline.broker.reload import Refusal
+from tearline.clients.protocol.encoding import format_time
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from broker.policy.governed import Governed
-from clients.policy import engine
-from clients.policy.agreement import Agreement
-from clients.protocol.identity import Registry
-from clients.protocol.label import Scheme
+from tearline.broker.policy.governed import Governed
+from tearline.clients.policy import engine
+from tearline.clients.policy.agreement import Agreement
+from tearline.clients.protocol.identity import Registry
+from tearline.clients.protocol.label import Scheme
 
 
 class Policy(engine.Policy):

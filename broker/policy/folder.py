@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from broker.policy.fingerprint import (
+from tearline.broker.policy.fingerprint import (
     MAX_DIR_ENTRIES,
     MAX_FILE_BYTES,
     MAX_FOLDER_BYTES,

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from clients.errors import TearlineError
-from clients.governance.documents import (
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.documents import (
     AgreementStatus,
     RegistryVersion,
     Root,
@@ -33,9 +33,9 @@ from clients.governance.documents import (
     parse_registry,
     parse_root,
 )
-from clients.governance.trust import TrustedState, trusted_until
-from clients.protocol.encoding import format_time
-from clients.protocol.identity import Partner
+from tearline.clients.governance.trust import TrustedState, trusted_until
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.identity import Partner
 
 PREFIX: Final = "governance/"
 REGISTRY_FILE: Final = "governance/registry.json"

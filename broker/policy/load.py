@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 from referencing import Registry as SchemaRegistry
 from referencing import Resource
 
-from broker.policy.engine import Policy
-from broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
-from broker.policy.folder import read_policy_folder
-from broker.policy.governed import is_governed, verify_governed
-from broker.policy.yamlfile import Path as FieldPath
-from broker.policy.yamlfile import dotted, line_of, load_yaml
-from clients.errors import IdentityError, LabelError, PolicyError
-from clients.policy.agreement import Agreement
-from clients.protocol.encoding import parse_time
-from clients.protocol.identity import KeyRecord, Partner, Registry
-from clients.protocol.label import Scheme
+from tearline.broker.policy.engine import Policy
+from tearline.broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.policy.governed import is_governed, verify_governed
+from tearline.broker.policy.yamlfile import Path as FieldPath
+from tearline.broker.policy.yamlfile import dotted, line_of, load_yaml
+from tearline.clients.errors import IdentityError, LabelError, PolicyError
+from tearline.clients.policy.agreement import Agreement
+from tearline.clients.protocol.encoding import parse_time
+from tearline.clients.protocol.identity import KeyRecord, Partner, Registry
+from tearline.clients.protocol.label import Scheme
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
@@ -54,7 +54,7 @@ class Problem:
 
 @cache
 def _schema(name: str) -> dict[str, Any]:
-    text = resources.files("broker.policy").joinpath(f"schemas/{name}.schema.json").read_text()
+    text = resources.files("tearline.broker.policy").joinpath(f"schemas/{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from broker.policy.engine import Policy
-from clients.policy.agreement import Agreement
-from clients.policy.engine import Decision, Reason
-from clients.protocol.encoding import format_time
-from clients.protocol.label import Label
+from tearline.broker.policy.engine import Policy
+from tearline.clients.policy.agreement import Agreement
+from tearline.clients.policy.engine import Decision, Reason
+from tearline.clients.protocol.encoding import format_time
+from tearline.clients.protocol.label import Label
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from clients.errors import PolicyError
+from tearline.clients.errors import PolicyError
 
 Path = tuple[str | int, ...]
 

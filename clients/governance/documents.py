@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from clients.errors import IdentityError, TearlineError
-from clients.protocol import crypto
-from clients.protocol.encoding import (
+from tearline.clients.errors import IdentityError, TearlineError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
     b64e,
@@ -28,7 +28,7 @@ from clients.protocol.encoding import (
     parse_time,
     strict_loads,
 )
-from clients.protocol.identity import Partner, Registry, check_partner_id
+from tearline.clients.protocol.identity import Partner, Registry, check_partner_id
 
 DocType = Literal["root", "registry", "agreement", "agreement-status"]
 DOC_TYPES: Final[tuple[DocType, ...]] = ("root", "registry", "agreement", "agreement-status")

@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from clients.errors import TearlineError
-from clients.governance.documents import parse_agreement, parse_envelope
-from clients.governance.merkle import (
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.documents import parse_agreement, parse_envelope
+from tearline.clients.governance.merkle import (
     HASH_SIZE,
     LogProofError,
     TreeHead,
     verify_consistency,
     verify_inclusion,
 )
-from clients.protocol import crypto
-from clients.protocol.encoding import (
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
     b64e,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from clients.errors import TearlineError
+from tearline.clients.errors import TearlineError
 
 HASH_SIZE: Final = 32
 #: MTH({}) = HASH(): the root of the empty tree (RFC 9162 §2.1.1).

@@ -18,15 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from clients.errors import TearlineError
-from clients.governance.documents import (
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.documents import (
     GovernanceError,
     parse_envelope,
     parse_registry,
     parse_root,
     parse_status,
 )
-from clients.governance.log import (
+from tearline.clients.governance.log import (
     LogError,
     SignedTreeHead,
     check_consistent,
@@ -34,9 +34,9 @@ from clients.governance.log import (
     parse_commitment,
     verify_tree_head,
 )
-from clients.governance.merkle import root_hash
-from clients.governance.trust import TrustedState
-from clients.protocol.encoding import b64d, b64e
+from tearline.clients.governance.merkle import root_hash
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.protocol.encoding import b64d, b64e
 
 #: GET a broker path with query parameters; the JSON answer.
 Fetch = Callable[[str, Mapping[str, Any]], Awaitable[Any]]

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from clients.errors import TearlineError
-from clients.governance.trust import TrustedState
-from clients.policy.agreement import Agreement
-from clients.policy.engine import Policy
-from clients.protocol.label import Scheme
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.policy.agreement import Agreement
+from tearline.clients.policy.engine import Policy
+from tearline.clients.protocol.label import Scheme
 
 __all__ = ["node_policy", "scheme_of"]
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from clients.governance.documents import (
+from tearline.clients.governance.documents import (
     AgreementStatus,
     Envelope,
     GovernanceError,
@@ -32,8 +32,8 @@ from clients.governance.documents import (
     parse_status,
     signers,
 )
-from clients.protocol.encoding import canonical_json, format_time, parse_time
-from clients.protocol.identity import Registry
+from tearline.clients.protocol.encoding import canonical_json, format_time, parse_time
+from tearline.clients.protocol.identity import Registry
 
 __all__ = ["GovernanceError", "TrustedState", "trusted_until"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clients.protocol.encoding import format_time, parse_time
+from tearline.clients.protocol.encoding import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from clients.errors import InputError
-from clients.policy.agreement import Agreement
-from clients.protocol.identity import Registry
-from clients.protocol.label import Label, Scheme
+from tearline.clients.errors import InputError
+from tearline.clients.policy.agreement import Agreement
+from tearline.clients.protocol.identity import Registry
+from tearline.clients.protocol.label import Label, Scheme
 
 
 class Reason(StrEnum):

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from clients.errors import EnvelopeError, IdentityError, InputError, LabelError
-from clients.protocol import crypto
-from clients.protocol.encoding import (
+from tearline.clients.errors import EnvelopeError, IdentityError, InputError, LabelError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
     b64e,
@@ -35,7 +35,7 @@ from clients.protocol.encoding import (
     parse_time,
     strict_loads,
 )
-from clients.protocol.identity import (
+from tearline.clients.protocol.identity import (
     SUITE_KEM,
     SUITE_SIGNATURES,
     Identity,
@@ -43,7 +43,7 @@ from clients.protocol.identity import (
     Registry,
     check_partner_id,
 )
-from clients.protocol.label import Label, Scheme, label_digest
+from tearline.clients.protocol.label import Label, Scheme, label_digest
 
 VERSION: Final = 1
 PAYLOAD_TYPE: Final = b"application/vnd.tearline.header+json;version=1"

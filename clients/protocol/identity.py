@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from clients.errors import IdentityError
-from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
+from tearline.clients.errors import IdentityError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
 
 PARTNER_ID: Final = re.compile(r"[A-Z][A-Z0-9-]{1,31}", re.ASCII)
 KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)

@@ -19,10 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from clients.errors import LabelError, LabelTooLargeError
-from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, canonical_json, format_time, parse_time
-from clients.protocol.identity import PARTNER_ID
+from tearline.clients.errors import LabelError, LabelTooLargeError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
+    EncodingError,
+    canonical_json,
+    format_time,
+    parse_time,
+)
+from tearline.clients.protocol.identity import PARTNER_ID
 
 TLP_LEVELS: Final = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 TOPIC: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from clients.errors import EnvelopeError
-from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, b64d, b64e, canonical_json, dsse_pae
+from tearline.clients.errors import EnvelopeError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, canonical_json, dsse_pae
 
 RECEIPT_TYPE: Final = b"application/vnd.tearline.receipt+json;version=1"
 

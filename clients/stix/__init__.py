@@ -5,9 +5,14 @@ Tearline releasability marking, see docs/stix-releasability.md), :func:`bundle_f
 (``clients.stix.misp``) for MISP events. Schema validation and MISP conversion need the ``cti``
 extra."""
 
-from clients.errors import StixError
-from clients.stix.check import MAX_FINDINGS, check_bundle, check_markings, marking_conflicts
-from clients.stix.markings import (
+from tearline.clients.errors import StixError
+from tearline.clients.stix.check import (
+    MAX_FINDINGS,
+    check_bundle,
+    check_markings,
+    marking_conflicts,
+)
+from tearline.clients.stix.markings import (
     OFFICIAL_TLP,
     TLP1_MARKING_IDS,
     TLP2_EXTENSION_ID,
@@ -15,7 +20,7 @@ from clients.stix.markings import (
     tlp_of_definition,
     tlp_of_object,
 )
-from clients.stix.stamp import (
+from tearline.clients.stix.stamp import (
     RELEASABILITY_EXTENSION,
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY,

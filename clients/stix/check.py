@@ -45,10 +45,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from clients.errors import StixError
-from clients.protocol.encoding import EncodingError, strict_loads
-from clients.protocol.label import Label
-from clients.stix.markings import tlp_definitions, tlp_of_object, tlp_rank
+from tearline.clients.errors import StixError
+from tearline.clients.protocol.encoding import EncodingError, strict_loads
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix.markings import tlp_definitions, tlp_of_object, tlp_rank
 
 log = logging.getLogger("tearline.client")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from clients.protocol.label import TLP_LEVELS
+from tearline.clients.protocol.label import TLP_LEVELS
 
 #: The TLP 2.0 property-extension the official TLP 2.0 marking-definitions carry.
 TLP2_EXTENSION_ID: Final = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"

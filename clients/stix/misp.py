@@ -18,11 +18,11 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from clients.errors import StixError
-from clients.protocol.encoding import EncodingError, compact_json, strict_loads
-from clients.protocol.label import Label
-from clients.stix.check import check_bundle
-from clients.stix.markings import tlp_of_name, tlp_rank
+from tearline.clients.errors import StixError
+from tearline.clients.protocol.encoding import EncodingError, compact_json, strict_loads
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix.check import check_bundle
+from tearline.clients.stix.markings import tlp_of_name, tlp_rank
 
 
 def _event(event: Mapping[str, Any] | bytes | str) -> dict[str, Any]:

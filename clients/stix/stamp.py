@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from clients.protocol.encoding import canonical_json
-from clients.protocol.label import Label
-from clients.stix.markings import (
+from tearline.clients.protocol.encoding import canonical_json
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix.markings import (
     OFFICIAL_TLP,
     TLP2_MARKING_IDS,
     tlp2_marking_definition,

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.runner import ThreadedBroker, broker_in_thread
-from clients.protocol.label import Label
-from gateway.app import create_app
-from gateway.config import GatewayConfig, User, WritableCollection, hash_secret
+from tearline.broker.runner import ThreadedBroker, broker_in_thread
+from tearline.clients.protocol.label import Label
+from tearline.gateway.app import create_app
+from tearline.gateway.config import GatewayConfig, User, WritableCollection, hash_secret
 from tests.integration.conftest import RunningBroker, me, running_broker
 
 PASSWORD = "correct horse battery staple"
@@ -112,7 +112,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 10.0, what: str = "it
 
 def manifest_ids(gw: Gateways, partner: str, collection: str = "received") -> set[str]:
     """Every object id in a collection of a node's gateway, paging through the manifest."""
-    from gateway.taxii import collection_id
+    from tearline.gateway.taxii import collection_id
 
     url = f"{gw.root(partner)}collections/{collection_id(partner, collection)}/manifest/"
     out: set[str] = set()

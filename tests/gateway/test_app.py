@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.runner import broker_in_thread
-from clients.errors import TearlineError
-from clients.partner import Directory, PreviewDecision
-from clients.protocol.label import Label
-from clients.protocol.receipt import Delivery, Receipt
-from gateway import app as gateway_app
-from gateway.app import create_app
-from gateway.taxii import MEDIA_TYPE_TAXII, collection_id
+from tearline.broker.runner import broker_in_thread
+from tearline.clients.errors import TearlineError
+from tearline.clients.partner import Directory, PreviewDecision
+from tearline.clients.protocol.label import Label
+from tearline.clients.protocol.receipt import Delivery, Receipt
+from tearline.gateway import app as gateway_app
+from tearline.gateway.app import create_app
+from tearline.gateway.taxii import MEDIA_TYPE_TAXII, collection_id
 from tests.gateway.conftest import PASSWORD, READER_PASSWORD, gateway_config, indicator
 from tests.integration.conftest import me
 
@@ -114,7 +114,7 @@ def test_a_slow_publish_answers_pending_then_completes(
 
 
 def test_a_next_token_from_another_query_is_refused(client: httpx.Client) -> None:
-    from gateway.taxii import Filter, encode_next
+    from tearline.gateway.taxii import Filter, encode_next
 
     token = encode_next(5, Filter().fingerprint("objects:somewhere-else:"))
     r = client.get(objects_path("received"), params={"next": token},

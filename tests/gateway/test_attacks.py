@@ -21,10 +21,10 @@ import httpx
 import pytest
 from taxii2client.v21 import Collection, Status
 
-from broker.runner import broker_in_thread
-from clients.partner import Report
-from clients.protocol.label import Label
-from clients.stix import (
+from tearline.broker.runner import broker_in_thread
+from tearline.clients.partner import Report
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix import (
     RELEASABILITY_EXTENSION,
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY,
@@ -34,10 +34,10 @@ from clients.stix import (
     TLP2_MARKING_IDS,
     releasability_marking,
 )
-from clients.stix.markings import tlp2_marking_definition
-from clients.sync import Partner
-from gateway.app import create_app
-from gateway.taxii import MAX_SEQ, MEDIA_TYPE_TAXII, Filter, collection_id
+from tearline.clients.stix.markings import tlp2_marking_definition
+from tearline.clients.sync import Partner
+from tearline.gateway.app import create_app
+from tearline.gateway.taxii import MAX_SEQ, MEDIA_TYPE_TAXII, Filter, collection_id
 from tests.gateway.conftest import (
     PASSWORD,
     SHARE_EST,
@@ -174,7 +174,7 @@ def granular(obj: dict[str, Any], ref: str, *selectors: str) -> dict[str, Any]:
 
 
 def _next(seq: str, endpoint: str, cid: str, object_id: str = "") -> str:
-    from clients.protocol.encoding import b64e
+    from tearline.clients.protocol.encoding import b64e
 
     return b64e(f"{seq}.{Filter().fingerprint(f'{endpoint}:{cid}:{object_id}')}".encode())
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from gateway.auth import Authenticator, FailureBudget
-from gateway.config import User, hash_secret
+from tearline.gateway.auth import Authenticator, FailureBudget
+from tearline.gateway.config import User, hash_secret
 
 N = 2**10
 

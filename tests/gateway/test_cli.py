@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from gateway.cli import register
-from gateway.config import verify_secret
+from tearline.gateway.cli import register
+from tearline.gateway.config import verify_secret
 
 
 def app() -> typer.Typer:
@@ -21,7 +21,7 @@ def app() -> typer.Typer:
 
 def test_the_entry_point_is_registered() -> None:
     names = {e.name: e.value for e in entry_points(group="tearline.commands")}
-    assert names.get("gateway") == "gateway.cli:register"
+    assert names.get("gateway") == "tearline.gateway.cli:register"
 
 
 def test_hash_secret_reads_stdin_and_prints_a_hash() -> None:

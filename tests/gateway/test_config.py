@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import (
+from tearline.gateway.config import (
     ConfigError,
     check_secret_format,
     hash_secret,
@@ -36,7 +36,7 @@ def test_hash_and_verify_a_secret() -> None:
 def test_pbkdf2_secrets_verify_too() -> None:
     import hashlib
 
-    from clients.protocol.encoding import b64e
+    from tearline.clients.protocol.encoding import b64e
 
     salt = b"0123456789abcdef"
     digest = hashlib.pbkdf2_hmac("sha256", b"s3cret", salt, 100_000)

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
-from clients.protocol.label import Label
-from clients.stix import TLP2_MARKING_IDS
-from clients.sync import Partner
-from gateway.taxii import MEDIA_TYPE_TAXII, collection_id, parse_timestamp
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix import TLP2_MARKING_IDS
+from tearline.clients.sync import Partner
+from tearline.gateway.taxii import MEDIA_TYPE_TAXII, collection_id, parse_timestamp
 from tests.gateway.conftest import (
     PASSWORD,
     READER_PASSWORD,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway.store import Store
-from gateway.taxii import Page, Query, parse_query
+from tearline.gateway.store import Store
+from tearline.gateway.taxii import Page, Query, parse_query
 
 NOW = 1_800_000_000_000_000
 
@@ -112,7 +112,7 @@ def test_type_id_spec_version_and_added_after(store: Store) -> None:
 
 
 def _stamp(us: int) -> str:
-    from gateway.taxii import format_timestamp
+    from tearline.gateway.taxii import format_timestamp
 
     return format_timestamp(us)
 
@@ -195,7 +195,7 @@ def test_paging_skips_and_repeats_nothing_while_reports_arrive(store: Store) -> 
 
 
 def test_status_resources_are_kept_a_week(store: Store) -> None:
-    from gateway.store import STATUS_RETENTION_US
+    from tearline.gateway.store import STATUS_RETENTION_US
 
     store.put_status("old", "share", "siem", {"id": "old"}, now_us=NOW)
     store.put_status("new", "share", "siem", {"id": "new"}, now_us=NOW + STATUS_RETENTION_US)
@@ -206,7 +206,7 @@ def test_status_resources_are_kept_a_week(store: Store) -> None:
 
 
 def test_statuses_left_pending_by_a_stop_end_as_failures(store: Store) -> None:
-    from gateway.taxii import StatusDetail, status_resource
+    from tearline.gateway.taxii import StatusDetail, status_resource
 
     pending = status_resource("s1", NOW, [], [], [StatusDetail("indicator--a", "v1")])
     done = status_resource("s2", NOW, [StatusDetail("indicator--b", "v1")], [], [])

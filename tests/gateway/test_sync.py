@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from clients.partner import Delivery, Gap, Recall, Report
-from clients.protocol.label import Label
-from clients.stix import TLP2_MARKING_IDS
-from gateway import sync
-from gateway.store import Store
+from tearline.clients.partner import Delivery, Gap, Recall, Report
+from tearline.clients.protocol.label import Label
+from tearline.clients.stix import TLP2_MARKING_IDS
+from tearline.gateway import sync
+from tearline.gateway.store import Store
 from tests.gateway.test_store import indicator, query
 
 LABEL = Label("RESTRICTED", ["USA"], "GREEN")

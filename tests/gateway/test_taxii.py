@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.taxii import (
+from tearline.gateway.taxii import (
     Filter,
     Query,
     Row,

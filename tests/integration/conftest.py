@@ -12,11 +12,11 @@ import pytest
 import redis
 import yaml
 
-from broker.app import create_app
-from broker.runner import ThreadedBroker, broker_in_thread
-from broker.settings import Settings
-from broker.state import BrokerState
-from clients.keyfile import Identity
+from tearline.broker.app import create_app
+from tearline.broker.runner import ThreadedBroker, broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.broker.state import BrokerState
+from tearline.clients.keyfile import Identity
 from tests.factories import identity
 
 T = TypeVar("T")

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from clients.governance.documents import add_signature, generate_key, new_document
-from clients.protocol.encoding import b64e, format_time
+from tearline.clients.governance.documents import add_signature, generate_key, new_document
+from tearline.clients.protocol.encoding import b64e, format_time
 from tests.integration.conftest import AGREEMENTS, PARTNERS, SCHEME, me
 
 HOLDERS = tuple(PARTNERS)  # GBR, USA, EST, FIN, DEU

@@ -18,13 +18,13 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key
-from clients import Label
-from clients.httpsig import sign_request, signing_key_of
-from clients.partner import AsyncPartner
-from clients.protocol.encoding import b64d, b64e, compact_json
-from clients.protocol.envelope import seal
-from clients.protocol.identity import SUITE_KEM, KeyRecord
+from tearline import Label
+from tearline.broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.protocol.encoding import b64d, b64e, compact_json
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.identity import SUITE_KEM, KeyRecord
 from tests.integration.conftest import PARTNERS, RunningBroker, me
 
 BOUND_S: Final = 10.0

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from broker import audit
-from broker.store import AUDIT_KEY
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
+from tearline import Label
+from tearline.broker import audit
+from tearline.broker.store import AUDIT_KEY
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
 LABEL = Label("SECRET", ["USA"], "RED")
@@ -57,7 +57,7 @@ def test_only_operators_read_the_audit_trail(
 
 def run_verify(broker: RunningBroker) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from clients.cli import main; main()", "audit", "verify",
+        [sys.executable, "-c", "from tearline.clients.cli import main; main()", "audit", "verify",
          "--data-dir", str(broker.settings.data_dir)],
         capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "REDIS_URL": broker.settings.redis_url or ""},

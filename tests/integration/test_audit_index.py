@@ -22,11 +22,11 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from broker import audit
-from broker.store import AUDIT_INDEXED_KEY, AUDIT_KEY, audit_index_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
+from tearline import Label
+from tearline.broker import audit
+from tearline.broker.store import AUDIT_INDEXED_KEY, AUDIT_KEY, audit_index_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import UNLIMITED, RunningBroker, me, running_broker
 from tests.integration.test_adversarial import envelope
 from tests.integration.test_crafted_input import report_id

@@ -27,10 +27,10 @@ import yaml
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from broker.app import create_app
-from broker.settings import Settings
-from clients import Label
-from clients.httpsig import sign_as
+from tearline import Label
+from tearline.broker.app import create_app
+from tearline.broker.settings import Settings
+from tearline.clients.httpsig import sign_as
 from tests.integration.conftest import (
     PARTNERS,
     UNLIMITED,

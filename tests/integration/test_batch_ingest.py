@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.store import AUDIT_KEY, inbox_key, report_key
-from clients import AsyncPartner, DeniedError, Label, Receipt
-from clients.httpsig import sign_as
-from clients.protocol.encoding import b64d, strict_loads
-from clients.protocol.envelope import seal
+from tearline import AsyncPartner, DeniedError, Label, Receipt
+from tearline.broker.store import AUDIT_KEY, inbox_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.protocol.encoding import b64d, strict_loads
+from tearline.clients.protocol.envelope import seal
 from tests.integration.conftest import UNLIMITED, RunningBroker, me, running_broker
 from tests.integration.test_adversarial import PAYLOAD, enc_key, envelope
 

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.app import create_app
-from broker.embedded import EmbeddedRedis, free_port
-from broker.runner import ThreadedBroker, broker_in_thread
-from broker.settings import Settings
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner, Report
+from tearline import Label
+from tearline.broker.app import create_app
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.runner import ThreadedBroker, broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner, Report
 from tests.integration.conftest import PARTNERS, me, write_policies
 from tests.processes import BrokerProcess
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clients.keyfile import write_keypair
+from tearline.clients.keyfile import write_keypair
 from tests.integration.conftest import RunningBroker, me
 
-TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+TEARLINE = [sys.executable, "-c", "from tearline.clients.cli import main; main()"]
 
 
 def run(

@@ -20,12 +20,12 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from broker.store import AUDIT_KEY, dead_key, report_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
-from clients.protocol.encoding import b64d, b64e, compact_json, strict_loads
-from clients.protocol.envelope import pae
+from tearline import Label
+from tearline.broker.store import AUDIT_KEY, dead_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.protocol.encoding import b64d, b64e, compact_json, strict_loads
+from tearline.clients.protocol.envelope import pae
 from tests.integration.conftest import UNLIMITED, RunningBroker, me, running_broker
 from tests.integration.test_adversarial import USA_ONLY, envelope, snapshot
 

@@ -25,13 +25,13 @@ import httpx
 import pytest
 import yaml
 
-from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
-from clients import AsyncOperator, Label, NotFoundError, Operator
-from clients.httpsig import sign_as
-from clients.keyfile import Identity, write_keypair
-from clients.operator import HeldReport
-from clients.partner import AsyncPartner, Report
-from clients.protocol.receipt import Receipt
+from tearline import AsyncOperator, Label, NotFoundError, Operator
+from tearline.broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.keyfile import Identity, write_keypair
+from tearline.clients.operator import HeldReport
+from tearline.clients.partner import AsyncPartner, Report
+from tearline.clients.protocol.receipt import Receipt
 from tests.factories import identity
 from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
 from tests.integration.test_delivery import BOUND_S, MAX_DELIVERIES, VISIBILITY_S
@@ -40,7 +40,7 @@ from tests.integration.waiting import eventually
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}
 # GBR → USA only (gbr-usa). The label names the scheme, so renaming the scheme poisons it.
 LABEL = Label("SECRET", ["USA"], "AMBER", topics=["apt"], policy=str(SCHEME["policy"]))
-TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+TEARLINE = [sys.executable, "-c", "from tearline.clients.cli import main; main()"]
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -21,15 +21,15 @@ import httpx
 import pytest
 from httpx_sse import EventSource, ServerSentEvent
 
-from broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
-from clients import AuthenticationError, Label
-from clients.httpsig import sign_as
-from clients.keyfile import Identity
-from clients.partner import AsyncPartner, Delivery, Report
-from clients.protocol.encoding import b64e, format_time
-from clients.protocol.envelope import seal
-from clients.protocol.identity import KeyRecord
-from clients.sync import Partner
+from tearline import AuthenticationError, Label
+from tearline.broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.keyfile import Identity
+from tearline.clients.partner import AsyncPartner, Delivery, Report
+from tearline.clients.protocol.encoding import b64e, format_time
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.identity import KeyRecord
+from tearline.clients.sync import Partner
 from tests.integration.conftest import AGREEMENTS, PARTNERS, RunningBroker, me
 from tests.integration.waiting import eventually, until
 

@@ -23,12 +23,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from typer.testing import CliRunner, Result
 
-from broker.runner import broker_in_thread, free_port
-from clients import AsyncPartner, DeniedError, Label, Report, cli
-from clients.governance.documents import GovernanceError
-from clients.governance.log import parse_commitment
-from clients.keyfile import write_keypair
-from clients.protocol.encoding import b64d, b64e
+from tearline import AsyncPartner, DeniedError, Label, Report
+from tearline.broker.runner import broker_in_thread, free_port
+from tearline.clients import cli
+from tearline.clients.governance.documents import GovernanceError
+from tearline.clients.governance.log import parse_commitment
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.protocol.encoding import b64d, b64e
 from tests.integration.conftest import AGREEMENTS, PARTNERS, RunningBroker, me, running_broker
 from tests.integration.governed import (
     partner_entries,

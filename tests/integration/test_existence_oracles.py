@@ -22,11 +22,11 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from broker.store import inbox_key, report_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.protocol.encoding import new_uuid7
-from clients.protocol.envelope import seal
+from tearline import Label
+from tearline.broker.store import inbox_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.protocol.encoding import new_uuid7
+from tearline.clients.protocol.envelope import seal
 from tests.integration.conftest import UNLIMITED, RunningBroker, me, running_broker
 from tests.integration.test_adversarial import PAYLOAD, USA_ONLY, enc_key, envelope, snapshot
 from tests.integration.test_crafted_input import report_id

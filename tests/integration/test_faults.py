@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.embedded import EmbeddedRedis, free_port
-from clients import Label
-from clients.errors import TransportError
-from clients.keyfile import write_keypair
-from clients.partner import AsyncPartner, Report
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.clients.errors import TransportError
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.partner import AsyncPartner, Report
+from tearline.clients.sync import Partner
 from tests.faults import run_campaign
 from tests.integration.conftest import me, write_policies
 from tests.processes import BrokerProcess
@@ -54,8 +54,8 @@ def test_a_fault_campaign_loses_nothing_and_duplicates_nothing(tmp_path: Path) -
 # Receives one report, says so on stdout, and dies before it can ack.
 SUBSCRIBER_THAT_NEVER_ACKS = """
 import sys, time
-from clients.keyfile import Identity
-from clients.sync import Partner
+from tearline.clients.keyfile import Identity
+from tearline.clients.sync import Partner
 with Partner(sys.argv[1], Identity.load(sys.argv[2])) as node:
     for item in node.subscribe(consumer="app"):
         print(item.id, flush=True)

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from clients.keyfile import write_keypair
-from clients.sync import Partner
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.sync import Partner
 from tests.integration.conftest import RunningBroker, me, write_policies
 from tests.processes import BrokerProcess
 
-MAIN = "import sys; sys.argv[0] = 'tearline'; from clients.cli import main; main()"
+MAIN = "import sys; sys.argv[0] = 'tearline'; from tearline.clients.cli import main; main()"
 TEARLINE = [sys.executable, "-c", MAIN]
 BUNDLE = '{"type":"bundle","id":"bundle--1b2c3d4e-0000-4000-8000-000000000001","objects":[]}'
 

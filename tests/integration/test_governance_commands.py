@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from clients import cli
-from clients.keyfile import write_keypair
+from tearline.clients import cli
+from tearline.clients.keyfile import write_keypair
 from tests.integration.conftest import RunningBroker, me, running_broker
 from tests.integration.governed import (
     agreement_doc,

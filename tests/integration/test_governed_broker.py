@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from broker.keys import load as load_broker_key
-from broker.policy.why import explain_all
-from broker.reload import tell_expiry
-from clients import AsyncPartner, Label
-from clients.errors import DeniedError
-from clients.governance.documents import GovernanceError
-from clients.governance.log import LogError, split_view, verify_tree_head
-from clients.governance.node import NodeMemory, verify_broker
-from clients.policy.engine import Reason
-from clients.protocol.encoding import b64e, format_time
+from tearline import AsyncPartner, Label
+from tearline.broker.keys import load as load_broker_key
+from tearline.broker.policy.why import explain_all
+from tearline.broker.reload import tell_expiry
+from tearline.clients.errors import DeniedError
+from tearline.clients.governance.documents import GovernanceError
+from tearline.clients.governance.log import LogError, split_view, verify_tree_head
+from tearline.clients.governance.node import NodeMemory, verify_broker
+from tearline.clients.policy.engine import Reason
+from tearline.clients.protocol.encoding import b64e, format_time
 from tests.integration.conftest import AGREEMENTS, RunningBroker, me, running_broker
 from tests.integration.governed import (
     agreement_doc,

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from clients import AsyncPartner, DeniedError, Label
-from clients.governance.documents import add_signature, generate_key, new_document
-from clients.governance.trust import GovernanceError, TrustedState
-from clients.protocol.encoding import b64d, b64e, format_time
+from tearline import AsyncPartner, DeniedError, Label
+from tearline.clients.governance.documents import add_signature, generate_key, new_document
+from tearline.clients.governance.trust import GovernanceError, TrustedState
+from tearline.clients.protocol.encoding import b64d, b64e, format_time
 from tests.integration.conftest import AGREEMENTS, PARTNERS, SCHEME, RunningBroker, me
 from tests.integration.conftest import running_broker as running
 

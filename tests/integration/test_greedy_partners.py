@@ -18,17 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.admission import MIN_CONNECTIONS, Admission, connection_limit
-from broker.embedded import EmbeddedRedis, free_port
-from broker.settings import MiB, Settings
-from broker.store import inbox_key, report_key
-from clients import Label
-from clients.errors import LabelTooLargeError
-from clients.httpsig import sign_as
-from clients.protocol.encoding import b64d
-from clients.protocol.envelope import seal
-from clients.protocol.label import LIST_LIMITS
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.admission import MIN_CONNECTIONS, Admission, connection_limit
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.settings import MiB, Settings
+from tearline.broker.store import inbox_key, report_key
+from tearline.clients.errors import LabelTooLargeError
+from tearline.clients.httpsig import sign_as
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.protocol.label import LIST_LIMITS
+from tearline.clients.sync import Partner
 from tests.integration.conftest import (
     AGREEMENTS,
     PARTNERS,

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from broker.app import create_app
-from broker.embedded import EmbeddedRedis
-from broker.runner import broker_in_thread
-from broker.settings import Settings
-from clients import Label
-from clients.partner import AsyncPartner
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.app import create_app
+from tearline.broker.embedded import EmbeddedRedis
+from tearline.broker.runner import broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.sync import Partner
 from tests.integration.conftest import PARTNERS, RunningBroker, me, write_policies
 
 pytestmark = pytest.mark.heavy

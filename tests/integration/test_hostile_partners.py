@@ -19,14 +19,14 @@ import httpx
 import pytest
 import yaml
 
-from broker.embedded import EmbeddedRedis, free_port
-from broker.store import inbox_key, report_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
-from clients.protocol.encoding import b64d
-from clients.protocol.envelope import seal
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.store import inbox_key, report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.sync import Partner
 from tests.integration.conftest import (
     PARTNERS,
     RunningBroker,

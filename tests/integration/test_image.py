@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.embedded import EmbeddedRedis, free_port
 from tests.dockerfile import (
     COMPOSE_FILE,
     REPO,

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from broker.metrics import metrics_listener
-from broker.runner import free_port
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
+from tearline.broker.metrics import metrics_listener
+from tearline.broker.runner import free_port
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 from tests.integration.test_adversarial import USA_ONLY, snapshot
 

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from broker.auth import Authenticated, nonce_key, remember_nonce, verify_request
-from clients.errors import AuthenticationError, UnavailableError
-from clients.httpsig import sign_request, signing_key_of
+from tearline.broker.auth import Authenticated, nonce_key, remember_nonce, verify_request
+from tearline.clients.errors import AuthenticationError, UnavailableError
+from tearline.clients.httpsig import sign_request, signing_key_of
 from tests.factories import NOW, identity, registry
 
 WINDOW = 60

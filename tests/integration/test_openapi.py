@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from clients.httpsig import LABEL, sign_as
+from tearline.clients.httpsig import LABEL, sign_as
 from tests.integration.conftest import PARTNERS, UNLIMITED, RunningBroker, me, running_broker
 
 SCALE: Final = int(os.environ.get("TEARLINE_HEAVY_SCALE", "1"))

@@ -17,17 +17,17 @@ import httpx
 import pytest
 import redis
 
-from broker.app import create_app
-from broker.embedded import EmbeddedRedis, free_port
-from broker.policy.load import load_policies
-from broker.runner import ThreadedBroker, broker_in_thread
-from broker.settings import Settings
-from broker.store import report_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.protocol.encoding import b64d
-from clients.protocol.envelope import seal
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.app import create_app
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.policy.load import load_policies
+from tearline.broker.runner import ThreadedBroker, broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.broker.store import report_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.envelope import seal
+from tearline.clients.sync import Partner
 from tests.integration.conftest import me, write_policies
 
 LABEL = Label("SECRET", ["USA"], "AMBER")

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from broker.store import AUDIT_KEY, dead_key, inbox_key, report_key
-from clients import Label
-from clients.operator import Operator
-from clients.sync import Partner
+from tearline import Label
+from tearline.broker.store import AUDIT_KEY, dead_key, inbox_key, report_key
+from tearline.clients.operator import Operator
+from tearline.clients.sync import Partner
 from tests.integration.conftest import AGREEMENTS, SCHEME, RunningBroker, me, write_policies
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

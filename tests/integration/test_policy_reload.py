@@ -27,16 +27,16 @@ import pytest
 import redis
 import yaml
 
-from broker.app import create_app
-from broker.policy.fingerprint import fingerprint
-from broker.policy.folder import read_policy_folder
-from broker.reload import Outcome
-from broker.runner import broker_in_thread
-from broker.settings import Settings
-from broker.store import AUDIT_KEY, GROUP, inbox_key
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
+from tearline import Label
+from tearline.broker.app import create_app
+from tearline.broker.policy.fingerprint import fingerprint
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.reload import Outcome
+from tearline.broker.runner import broker_in_thread
+from tearline.broker.settings import Settings
+from tearline.broker.store import AUDIT_KEY, GROUP, inbox_key
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import AGREEMENTS, PARTNERS, RunningBroker, me, write_policies
 from tests.integration.test_adversarial import envelope, snapshot
 
@@ -281,7 +281,7 @@ async def test_a_renamed_agreement_file_is_noticed(
 
 def policy_check(folder: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from clients.cli import main; main()", "policy", "check",
+        [sys.executable, "-c", "from tearline.clients.cli import main; main()", "policy", "check",
          "--policies", str(folder)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

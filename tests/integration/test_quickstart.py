@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import redis
 
-from broker.embedded import free_port
+from tearline.broker.embedded import free_port
 from tests.processes import BrokerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^```(sh|python) (quickstart|quickstart-serve)\n(.*?)^```\s*$", re.M | re.S)
-MAIN = "import sys; sys.argv[0] = 'tearline'; from clients.cli import main; main()"
+MAIN = "import sys; sys.argv[0] = 'tearline'; from tearline.clients.cli import main; main()"
 PORT = "8000"
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from broker.store import AUDIT_KEY, inbox_key
-from clients import Label, NotFoundError, Recall, Report
-from clients.partner import AsyncPartner
+from tearline import Label, NotFoundError, Recall, Report
+from tearline.broker.store import AUDIT_KEY, inbox_key
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

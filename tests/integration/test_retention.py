@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from broker import retention
-from broker.store import AUDIT_KEY, inbox_key, report_key
-from clients import Gap, Label
-from clients.partner import AsyncPartner
+from tearline import Gap, Label
+from tearline.broker import retention
+from tearline.broker.store import AUDIT_KEY, inbox_key, report_key
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

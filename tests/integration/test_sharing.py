@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clients import DeniedError, Label
-from clients.partner import AsyncPartner, Report
+from tearline import DeniedError, Label
+from tearline.clients.partner import AsyncPartner, Report
 from tests.integration.conftest import RunningBroker, me
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from clients import Label, Report, StixError
-from clients.keyfile import write_keypair
-from clients.protocol.envelope import STIX_CONTENT_TYPE
-from clients.stix import (
+from tearline import Label, Report, StixError
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE
+from tearline.clients.stix import (
     RELEASABILITY_EXTENSION_ID,
     TEARLINE_IDENTITY_ID,
     TLP1_MARKING_IDS,
@@ -24,10 +24,10 @@ from clients.stix import (
     check_bundle,
     tlp_of_object,
 )
-from clients.sync import Partner
+from tearline.clients.sync import Partner
 from tests.integration.conftest import RunningBroker, me
 
-TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+TEARLINE = [sys.executable, "-c", "from tearline.clients.cli import main; main()"]
 MISP_EVENT = Path(__file__).parents[1] / "vectors/misp/event-tlp-amber.json"
 TO_USA = Label("SECRET", ["USA"], "AMBER", topics=["ransomware"])
 INDICATOR = {

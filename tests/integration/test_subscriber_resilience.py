@@ -28,13 +28,13 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from broker.embedded import EmbeddedRedis, free_port
-from broker.store import GROUP, dead_key, inbox_key
-from clients import AuthenticationError, Label
-from clients.cli import _acknowledge as acknowledge
-from clients.keyfile import write_keypair
-from clients.partner import AsyncPartner, Delivery, Report
-from clients.sync import Partner
+from tearline import AuthenticationError, Label
+from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.store import GROUP, dead_key, inbox_key
+from tearline.clients.cli import _acknowledge as acknowledge
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.partner import AsyncPartner, Delivery, Report
+from tearline.clients.sync import Partner
 from tests.integration import waiting
 from tests.integration.conftest import RunningBroker, me, write_policies
 from tests.processes import BrokerProcess
@@ -50,7 +50,7 @@ BROKER_ENV = {
     "TEARLINE_SSE_HEARTBEAT_S": "1",
 }
 BOUND_S = 30.0
-TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+TEARLINE = [sys.executable, "-c", "from tearline.clients.cli import main; main()"]
 
 
 def subscriber_node(url: str, who: str = "USA") -> AsyncPartner:

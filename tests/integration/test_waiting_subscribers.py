@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from clients import Label
-from clients.httpsig import sign_as
-from clients.partner import AsyncPartner
+from tearline import Label
+from tearline.clients.httpsig import sign_as
+from tearline.clients.partner import AsyncPartner
 from tests.integration.conftest import RunningBroker, me, running_broker
 
 BUNDLE = {"type": "bundle", "id": "bundle--6ba7b810-9dad-41d1-80b4-00c04fd430c8", "objects": []}

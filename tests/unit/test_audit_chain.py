@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from broker.audit import GENESIS, AuditError, Checkpoint, Entry, link, verify_trail
-from clients.protocol import crypto
+from tearline.broker.audit import GENESIS, AuditError, Checkpoint, Entry, link, verify_trail
+from tearline.clients.protocol import crypto
 
 KEY = crypto.SigningKey(crypto.ED25519, bytes(range(32)))  # TEST ONLY
 PUBLIC = crypto.public_key_of(crypto.ED25519, bytes(range(32)))

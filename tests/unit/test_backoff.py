@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from clients.backoff import Backoff
-from clients.errors import InputError
+from tearline.clients.backoff import Backoff
+from tearline.clients.errors import InputError
 
 
 def test_the_backoff_schedule_is_exponential_capped_and_jittered() -> None:

@@ -21,11 +21,11 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clients.errors import LabelError
-from clients.protocol.encoding import canonical_json, format_time, parse_time
-from clients.protocol.identity import PARTNER_ID
-from clients.protocol.label import MARKING, TLP_LEVELS, TOPIC, Label, label_digest
-from clients.protocol.receipt import Delivery, Receipt
+from tearline.clients.errors import LabelError
+from tearline.clients.protocol.encoding import canonical_json, format_time, parse_time
+from tearline.clients.protocol.identity import PARTNER_ID
+from tearline.clients.protocol.label import MARKING, TLP_LEVELS, TOPIC, Label, label_digest
+from tearline.clients.protocol.receipt import Delivery, Receipt
 
 # Characters that need no escape in JSON and are the same in UTF-8 and UTF-16 order.
 PLAIN_ASCII = frozenset(string.printable) - set('"\\\t\n\r\x0b\x0c')

@@ -22,15 +22,15 @@ import typer
 import yaml
 from typer.testing import CliRunner, Result
 
-from broker.policy.fingerprint import fingerprint
-from broker.policy.folder import read_policy_folder
-from broker.policy.load import load_policies
-from clients import cli as client_cli
-from clients.keyfile import Identity
-from clients.policy.engine import Reason
-from clients.protocol.encoding import b64e, format_time, parse_time
-from clients.protocol.identity import Partner
-from clients.protocol.label import Label
+from tearline.broker.policy.fingerprint import fingerprint
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.policy.load import load_policies
+from tearline.clients import cli as client_cli
+from tearline.clients.keyfile import Identity
+from tearline.clients.policy.engine import Reason
+from tearline.clients.protocol.encoding import b64e, format_time, parse_time
+from tearline.clients.protocol.identity import Partner
+from tearline.clients.protocol.label import Label
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 # The shipped demo keys are valid for two years from when the registry was made; agreements
@@ -223,7 +223,7 @@ def test_policy_check_on_a_missing_folder_fails(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
-MAIN = "import sys; sys.argv[0] = 'tearline'; from clients.cli import main; main()"
+MAIN = "import sys; sys.argv[0] = 'tearline'; from tearline.clients.cli import main; main()"
 
 
 def test_installed_tearline_script_runs_the_operator_commands() -> None:

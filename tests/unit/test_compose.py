@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import typer
 
-from broker import cli as broker_cli
-from broker.settings import Settings
+from tearline.broker import cli as broker_cli
+from tearline.broker.settings import Settings
 from tests.dockerfile import (
     COMPOSE_FILE,
     REPO,
@@ -204,16 +204,24 @@ def _pyproject() -> dict[str, Any]:
 
 
 def _distribution_packages() -> set[str]:
-    """The top-level packages setuptools' packages.find puts in the distribution, found the way
-    it finds them: folders with an __init__.py whose name an include pattern matches."""
+    """The top-level folders the distribution's packages come from, found the way setuptools'
+    packages.find finds them: folders with an __init__.py whose name an include pattern
+    matches, and the folders their subpackages link to (``tearline/broker`` → ``broker/``)."""
     find = _pyproject()["tool"]["setuptools"]["packages"]["find"]
     assert set(find) <= {"include", "exclude"}, f"packages.find options not read here: {find}"
-    return {
+    roots = {
         path.parent.name
         for path in REPO.glob("*/__init__.py")
         if any(fnmatch.fnmatchcase(path.parent.name, p) for p in find.get("include", ["*"]))
         and not any(fnmatch.fnmatchcase(path.parent.name, p) for p in find.get("exclude", []))
     }
+    linked = {
+        link.resolve().relative_to(REPO).parts[0]
+        for root in roots
+        for link in (REPO / root).iterdir()
+        if link.is_symlink()
+    }
+    return roots | linked
 
 
 def _pip_install_step() -> PurePosixPath:
@@ -230,7 +238,7 @@ def test_dockerfile_copies_every_package_the_distribution_includes() -> None:
     # The image once copied clients/ and broker/ but not gateway/: pip installed what it found,
     # the gateway's entry point stayed declared, and `tearline serve` failed in the container.
     packages = _distribution_packages()
-    assert {"clients", "broker", "gateway"} <= packages
+    assert {"tearline", "clients", "broker", "gateway"} <= packages
     copied = copied_top_level()
     workdir = _pip_install_step()
     for package in sorted(packages):
@@ -250,7 +258,8 @@ def test_dockerfile_copies_every_package_the_distribution_includes() -> None:
     # Every command the metadata declares lives in a copied package.
     targets = [*project["scripts"].values(), *project["entry-points"]["tearline.commands"].values()]
     for target in targets:
-        assert target.split(".")[0] in packages, target
+        assert target.split(".")[0] == "tearline", target
+        assert target.split(".")[1] in packages, target
     # Sources first, then the install, then nothing it needs is copied after it.
     order = [(k, a) for k, a, _ in steps() if k in {"COPY", "RUN"}]
     install = next(i for i, (k, a) in enumerate(order) if k == "RUN" and "pip install" in a)
@@ -313,9 +322,9 @@ def test_compose_runs_the_image_as_the_dockerfile_sets_it_up() -> None:
 def test_the_image_command_exists() -> None:
     # CMD runs `tearline serve`: the console script and the operator command it dispatches to.
     pyproject = _pyproject()
-    assert pyproject["project"]["scripts"]["tearline"] == "clients.cli:main"
+    assert pyproject["project"]["scripts"]["tearline"] == "tearline.clients.cli:main"
     assert pyproject["project"]["entry-points"]["tearline.commands"]["broker"] == (
-        "broker.cli:register"
+        "tearline.broker.cli:register"
     )
     app = typer.Typer()
     broker_cli.register(app)

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from broker.embedded import (
+from tearline.broker.embedded import (
     EmbeddedRedis,
     RedisServerNotFoundError,
     find_redis_server,
     free_port,
 )
-from clients.errors import UnavailableError
+from tearline.clients.errors import UnavailableError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +133,7 @@ def test_a_killed_owner_takes_its_server_with_it(tmp_path: Path) -> None:
         pytest.skip("parent-death signal is Linux only")
     script = (
         "import sys, time\n"
-        "from broker.embedded import EmbeddedRedis\n"
+        "from tearline.broker.embedded import EmbeddedRedis\n"
         "r = EmbeddedRedis(sys.argv[1]).start()\n"
         "print(r.pid, r.port, flush=True)\n"
         "time.sleep(120)\n"
@@ -210,7 +210,7 @@ def test_session_fixture_is_a_real_server(redis_server: EmbeddedRedis) -> None:
 
 # --- `tearline serve` on the embedded default ---------------------------------------------------
 
-_TEARLINE = [sys.executable, "-c", "from clients.cli import main; main()"]
+_TEARLINE = [sys.executable, "-c", "from tearline.clients.cli import main; main()"]
 
 
 def _serve_env() -> dict[str, str]:

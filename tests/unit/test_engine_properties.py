@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from broker.policy.engine import Policy
-from clients.errors import LabelError
-from clients.policy.agreement import Agreement, Party
-from clients.policy.engine import Decision, Reason
-from clients.protocol.identity import Registry
-from clients.protocol.label import TLP_LEVELS, Label, Scheme
+from tearline.broker.policy.engine import Policy
+from tearline.clients.errors import LabelError
+from tearline.clients.policy.agreement import Agreement, Party
+from tearline.clients.policy.engine import Decision, Reason
+from tearline.clients.protocol.identity import Registry
+from tearline.clients.protocol.label import TLP_LEVELS, Label, Scheme
 from tests import factories as f
 from tests.factories import LEVELS, NOW
 

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from clients.errors import InputError, LabelError
-from clients.policy.agreement import Agreement, Party
-from clients.policy.engine import Decision, Reason
-from clients.protocol.identity import Partner, Registry
-from clients.protocol.label import Label
+from tearline.clients.errors import InputError, LabelError
+from tearline.clients.policy.agreement import Agreement, Party
+from tearline.clients.policy.engine import Decision, Reason
+from tearline.clients.protocol.identity import Partner, Registry
+from tearline.clients.protocol.label import Label
 from tests import factories as f
 from tests.factories import NOW
 

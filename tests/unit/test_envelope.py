@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from clients.errors import EnvelopeError, IdentityError, InputError
-from clients.protocol import envelope
-from clients.protocol.encoding import b64d, b64e, compact_json, is_uuid7, new_uuid7
-from clients.protocol.identity import Identity, KeyRecord, Partner, Registry, Suite
-from clients.protocol.label import Label, label_digest
+from tearline.clients.errors import EnvelopeError, IdentityError, InputError
+from tearline.clients.protocol import envelope
+from tearline.clients.protocol.encoding import b64d, b64e, compact_json, is_uuid7, new_uuid7
+from tearline.clients.protocol.identity import Identity, KeyRecord, Partner, Registry, Suite
+from tearline.clients.protocol.label import Label, label_digest
 from tests import factories
 from tests.factories import NOW, SCHEME, label, partner
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.api.errors import status_of
-from clients.errors import (
+from tearline.broker.api.errors import status_of
+from tearline.clients.errors import (
     HTTP_STATUS,
     HeadersTooLargeError,
     InputError,

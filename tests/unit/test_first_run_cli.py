@@ -27,15 +27,15 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.embedded import free_port
-from broker.installed import BROKER_PACKAGES
-from broker.policy.load import load_policies
-from clients.keyfile import Identity, generate, write_keypair
-from clients.protocol.identity import Partner
+from tearline.broker.embedded import free_port
+from tearline.broker.installed import BROKER_PACKAGES
+from tearline.broker.policy.load import load_policies
+from tearline.clients.keyfile import Identity, generate, write_keypair
+from tearline.clients.protocol.identity import Partner
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
-MAIN = "import sys; sys.argv[0] = 'tearline'; from clients.cli import main; main()"
+MAIN = "import sys; sys.argv[0] = 'tearline'; from tearline.clients.cli import main; main()"
 # As MAIN, in an environment without the broker's packages: importing jsonschema fails, as it
 # does after `pip install tearline` without the [broker] extra.
 SDK_ONLY = "import sys; sys.modules['jsonschema'] = None; " + MAIN

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from clients.governance.documents import (
+from tearline.clients.governance.documents import (
     GovernanceError,
     add_signature,
     generate_key,
     keyid_of,
     new_document,
 )
-from clients.governance.trust import TrustedState
-from clients.protocol.encoding import b64e, format_time
-from clients.protocol.identity import Identity
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.protocol.encoding import b64e, format_time
+from tearline.clients.protocol.identity import Identity
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from clients import cli
-from clients.governance.trust import TrustedState
-from clients.protocol.identity import Identity
+from tearline.clients import cli
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.protocol.identity import Identity
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 EXPIRES = "2030-01-01T00:00:00Z"

@@ -13,11 +13,11 @@ from datetime import timedelta
 
 import pytest
 
-from broker.auth import MAX_FUTURE_S, Authenticated, verify_request
-from clients.errors import AuthenticationError, IdentityError
-from clients.httpsig import sign_request, signing_key_of
-from clients.protocol import crypto
-from clients.protocol.identity import Identity, Partner, PrivateKey, Registry
+from tearline.broker.auth import MAX_FUTURE_S, Authenticated, verify_request
+from tearline.clients.errors import AuthenticationError, IdentityError
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.identity import Identity, Partner, PrivateKey, Registry
 from tests.factories import NOW, identity, partner, registry
 
 URL = "https://broker.example:8443/v1/reports?dry_run=1"

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from clients import keyfile
-from clients.errors import IdentityError
-from clients.protocol import crypto
-from clients.protocol.encoding import (
+from tearline.clients import keyfile
+from tearline.clients.errors import IdentityError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
     b64e,
@@ -32,7 +32,7 @@ from clients.protocol.encoding import (
     parse_time,
     strict_loads,
 )
-from clients.protocol.identity import Identity, KeyRecord, Partner, Registry, Suite
+from tearline.clients.protocol.identity import Identity, KeyRecord, Partner, Registry, Suite
 from tests import factories
 from tests.factories import NOW
 

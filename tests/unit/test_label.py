@@ -8,10 +8,15 @@ from typing import Any
 
 import pytest
 
-from clients.errors import LabelError
-from clients.protocol import crypto
-from clients.protocol.encoding import EncodingError, canonical_json, compact_json, strict_loads
-from clients.protocol.label import Label, Scheme, label_digest
+from tearline.clients.errors import LabelError
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import (
+    EncodingError,
+    canonical_json,
+    compact_json,
+    strict_loads,
+)
+from tearline.clients.protocol.label import Label, Scheme, label_digest
 from tests.factories import NOW, SCHEME
 
 Json = dict[str, Any]

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from clients.errors import TearlineError
-from clients.governance.merkle import (
+from tearline.clients.errors import TearlineError
+from tearline.clients.governance.merkle import (
     EMPTY_ROOT,
     LogProofError,
     TreeHead,

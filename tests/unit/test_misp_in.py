@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from clients import Label, StixError
-from clients.stix import check_bundle, tlp_of_object
-from clients.stix.markings import tlp_definitions
-from clients.stix.misp import bundle_from_misp, event_tlp, tlp_of_tag
+from tearline import Label, StixError
+from tearline.clients.stix import check_bundle, tlp_of_object
+from tearline.clients.stix.markings import tlp_definitions
+from tearline.clients.stix.misp import bundle_from_misp, event_tlp, tlp_of_tag
 
 EVENT_FILE = Path(__file__).parents[1] / "vectors/misp/event-tlp-amber.json"
 EVENT: dict[str, Any] = json.loads(EVENT_FILE.read_text())

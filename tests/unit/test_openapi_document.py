@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import schemathesis
 
-from broker.api.errors import error_body
-from broker.app import create_app
-from broker.settings import Settings
+from tearline.broker.api.errors import error_body
+from tearline.broker.app import create_app
+from tearline.broker.settings import Settings
 
 PUBLIC: Final = frozenset({"GET /healthz", "GET /readyz"})
 OPERATORS: Final = ("/v1/audit", "/v1/dead-letters", "/v1/status", "/metrics")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.policy.load import check_policies
+from tearline.broker.policy.load import check_policies
 
 POLICIES = Path(__file__).parents[2] / "policies"
 

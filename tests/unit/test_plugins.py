@@ -22,7 +22,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from clients import cli as client_cli
+from tearline.clients import cli as client_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -36,12 +36,12 @@ import importlib.abc, sys
 blocked = sys.argv.pop(1).split(",")
 class Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in blocked:
+        if any(name == b or name.startswith(b + ".") for b in blocked):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, Blocker())
 sys.argv[0] = "tearline"
-from clients.cli import main
+from tearline.clients.cli import main
 main()
 """
 
@@ -66,23 +66,25 @@ def help_line(out: str, command: str) -> str:
 
 
 GATEWAY_UNAVAILABLE = (
-    "error: `tearline gateway` is not available: gateway.cli:register cannot be loaded "
-    "(ModuleNotFoundError: No module named 'gateway'); "
+    "error: `tearline gateway` is not available: tearline.gateway.cli:register cannot be "
+    "loaded (ModuleNotFoundError: No module named 'tearline.gateway'); "
     "reinstall: pip install --force-reinstall 'tearline[broker,cti]'\n"
 )
 
 
 def test_without_the_gateway_package_tearline_help_lists_the_operator_commands() -> None:
-    done = tearline("gateway", "--help")
+    done = tearline("tearline.gateway", "--help")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert "Needs pip install 'tearline[broker]'" not in done.stdout
     assert "Serve the API" in help_line(done.stdout, "serve")  # the real command's own help
-    assert "Unavailable: gateway.cli:register cannot be loaded" in help_line(done.stdout, "gateway")
+    assert "Unavailable: tearline.gateway.cli:register cannot be loaded" in help_line(
+        done.stdout, "gateway"
+    )
 
 
 def test_without_the_gateway_package_serve_is_the_real_serve() -> None:
-    done = tearline("gateway", "serve", "--help")
+    done = tearline("tearline.gateway", "serve", "--help")
     assert done.returncode == 0, done.stderr
     assert "Usage: tearline serve [OPTIONS]" in done.stdout
     assert "--host" in done.stdout
@@ -90,14 +92,14 @@ def test_without_the_gateway_package_serve_is_the_real_serve() -> None:
 
 
 def test_without_the_gateway_package_operator_commands_run() -> None:
-    done = tearline("gateway", "policy", "check", "--policies", POLICIES)
+    done = tearline("tearline.gateway", "policy", "check", "--policies", POLICIES)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok:")
 
 
 @pytest.mark.parametrize("args", [("gateway",), ("gateway", "serve", "--config", "g.yaml")])
 def test_without_the_gateway_package_the_gateway_says_what_is_wrong(args: tuple[str, ...]) -> None:
-    done = tearline("gateway", *args)
+    done = tearline("tearline.gateway", *args)
     assert done.returncode == 2
     assert done.stderr == GATEWAY_UNAVAILABLE
 
@@ -119,7 +121,9 @@ def test_without_the_gateways_packages_the_gateway_names_its_install() -> None:
 
 
 def test_partner_commands_never_depend_on_a_plugin(tmp_path: Path) -> None:
-    done = tearline("gateway,broker", "keygen", "--partner", "NOR", "--out", tmp_path)
+    done = tearline(
+        "tearline.gateway,tearline.broker", "keygen", "--partner", "NOR", "--out", tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "NOR.public.yaml").exists()
 

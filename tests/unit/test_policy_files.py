@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.policy.load import Problem, check_policies, load_policies
-from clients.errors import PolicyError
-from clients.policy.engine import Decision
-from clients.protocol.encoding import b64e
+from tearline.broker.policy.load import Problem, check_policies, load_policies
+from tearline.clients.errors import PolicyError
+from tearline.clients.policy.engine import Decision
+from tearline.clients.protocol.encoding import b64e
 from tests import factories as f
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

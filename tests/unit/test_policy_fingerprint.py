@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.policy.fingerprint import (
+from tearline.broker.policy.fingerprint import (
     MAX_DIR_ENTRIES,
     MAX_FILE_BYTES,
     Action,
@@ -27,8 +27,8 @@ from broker.policy.fingerprint import (
     fingerprint,
     refusal,
 )
-from broker.policy.folder import read_policy_folder
-from broker.reload import PolicyReloads, Refusal
+from tearline.broker.policy.folder import read_policy_folder
+from tearline.broker.reload import PolicyReloads, Refusal
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 FOLDER = {

@@ -38,25 +38,31 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.requests import Request
 
-import broker.auth
-import clients.errors
-from broker import keys as broker_keys
-from broker.api.deps import target_uri
-from broker.api.errors import STATUS, RequestShapeError, error_response, redis_outage
-from broker.api.inbox import Entry, InboxPage, entry_event, error_event
-from broker.delivery import Delivered
-from broker.settings import LONG_POLL_LIMIT_S, Settings
-from clients.errors import AuthenticationError, MisdirectedError, TearlineError
-from clients.governance import documents as gov_documents
-from clients.governance import log as gov_log
-from clients.governance import merkle
-from clients.governance.trust import TrustedState
-from clients.keyfile import write_keypair
-from clients.protocol import crypto, envelope
-from clients.protocol.encoding import b64d, b64e, canonical_json, format_time
-from clients.protocol.identity import KEY_ID, PARTNER_ID, Identity
-from clients.protocol.label import MARKING, TLP_LEVELS, TOPIC
-from clients.protocol.receipt import RECEIPT_TYPE, Delivery, Receipt, sign_receipt, verify_receipt
+from tearline.broker import auth
+from tearline.broker import keys as broker_keys
+from tearline.broker.api.deps import target_uri
+from tearline.broker.api.errors import STATUS, RequestShapeError, error_response, redis_outage
+from tearline.broker.api.inbox import Entry, InboxPage, entry_event, error_event
+from tearline.broker.delivery import Delivered
+from tearline.broker.settings import LONG_POLL_LIMIT_S, Settings
+from tearline.clients import errors as client_errors
+from tearline.clients.errors import AuthenticationError, MisdirectedError, TearlineError
+from tearline.clients.governance import documents as gov_documents
+from tearline.clients.governance import log as gov_log
+from tearline.clients.governance import merkle
+from tearline.clients.governance.trust import TrustedState
+from tearline.clients.keyfile import write_keypair
+from tearline.clients.protocol import crypto, envelope
+from tearline.clients.protocol.encoding import b64d, b64e, canonical_json, format_time
+from tearline.clients.protocol.identity import KEY_ID, PARTNER_ID, Identity
+from tearline.clients.protocol.label import MARKING, TLP_LEVELS, TOPIC
+from tearline.clients.protocol.receipt import (
+    RECEIPT_TYPE,
+    Delivery,
+    Receipt,
+    sign_receipt,
+    verify_receipt,
+)
 from tests.vectors import generate_request_signatures as request_vectors
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -197,7 +203,7 @@ def _default(name: str) -> Any:
 
 
 def render_constants() -> str:
-    window = broker.auth.DEFAULT_REPLAY_WINDOW_S
+    window = auth.DEFAULT_REPLAY_WINDOW_S
     wrapped = {
         "classic": envelope._WRAPPED_KEY_BYTES[crypto.X25519],
         "pq-hybrid": envelope._WRAPPED_KEY_BYTES[crypto.ML_KEM_768_X25519],
@@ -230,11 +236,11 @@ def render_constants() -> str:
         ),
         (
             "request `created`, newest accepted",
-            f"now + {broker.auth.MAX_FUTURE_S} s (`MAX_FUTURE_S`)",
+            f"now + {auth.MAX_FUTURE_S} s (`MAX_FUTURE_S`)",
         ),
         (
             "request nonce",
-            f"`{broker.auth.NONCE.pattern}`, remembered per partner for {2 * window} s",
+            f"`{auth.NONCE.pattern}`, remembered per partner for {2 * window} s",
         ),
         (
             "envelope `created` at ingest",
@@ -290,8 +296,8 @@ def render_key_table() -> str:
 
 def _error_classes() -> list[type[TearlineError]]:
     found: list[type[TearlineError]] = [RequestShapeError]
-    for name in dir(clients.errors):
-        obj = getattr(clients.errors, name)
+    for name in dir(client_errors):
+        obj = getattr(client_errors, name)
         if isinstance(obj, type) and issubclass(obj, TearlineError) and obj is not TearlineError:
             found.append(obj)
     return found
@@ -582,7 +588,7 @@ def render_error_responses() -> str:
     return _http_response(refused) + "\n\n" + _http_response(redis_outage(RedisConnectionError()))
 
 
-def request_check(v: dict[str, Any]) -> broker.auth.Authenticated:
+def request_check(v: dict[str, Any]) -> auth.Authenticated:
     from tests.unit.test_request_signature_vectors import check
 
     return check(v)

@@ -3,34 +3,40 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-import clients
-import clients.protocol
+import tearline
+import tearline.clients.protocol
 
 ROOT = Path(__file__).parents[2]
+#: What the lazy ``tearline`` package holds to import its names on first use.
+_MACHINERY = {"annotations", "importlib", "TYPE_CHECKING", "Any", "Final"}
 
 
-@pytest.mark.parametrize("module", [clients, clients.protocol], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [tearline, tearline.clients.protocol], ids=lambda m: m.__name__)
 def test_every_name_in_all_is_importable_and_nothing_public_is_left_out(module: object) -> None:
     exported = set(module.__all__)  # type: ignore[attr-defined]
     for name in exported:
         assert getattr(module, name) is not None
     public = {
         n
-        for n in vars(module)
-        if not n.startswith("_") and not isinstance(getattr(module, n), type(ast))
+        for n in dir(module)
+        if not n.startswith("_")
+        and n not in _MACHINERY
+        and not isinstance(getattr(module, n), type(ast))
     }
     assert public == exported
 
 
 def test_every_error_descends_from_the_one_root() -> None:
-    errors = [getattr(clients, n) for n in clients.__all__ if n.endswith("Error")]
+    errors = [getattr(tearline, n) for n in tearline.__all__ if n.endswith("Error")]
     assert errors
     for error in errors:
-        assert issubclass(error, clients.TearlineError)
+        assert issubclass(error, tearline.TearlineError)
         assert isinstance(error.code, str)
         assert error.code
 
@@ -64,7 +70,7 @@ def test_clients_never_import_the_broker() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in _python_files("clients")
-        if any(n == "broker" or n.startswith("broker.") for n in _imports(p))
+        if any(n == "tearline.broker" or n.startswith("tearline.broker.") for n in _imports(p))
     ]
     assert offenders == []
 
@@ -100,3 +106,42 @@ def test_protocol_and_engine_modules_do_no_io(path: Path) -> None:
         "date.today",
     }
     assert not calls & forbidden
+
+
+def test_the_core_imports_without_the_sdks_http_stack() -> None:
+    # A fresh interpreter: this one has loaded everything already.
+    probe = (
+        "import sys\n"
+        "import tearline.clients.protocol.envelope, tearline.clients.errors\n"
+        "import tearline.clients.governance.trust, tearline.clients.policy.engine\n"
+        "import tearline.clients.httpsig\n"
+        "print(sorted(m for m in ('httpx', 'httpx_sse', 'rich', 'typer', 'yaml', 'redis',"
+        " 'fastapi') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_clients_module_of_the_users_own_does_not_shadow_the_sdk(tmp_path: Path) -> None:
+    (tmp_path / "clients.py").write_text("raise SystemExit('the user clients.py was imported')\n")
+    (tmp_path / "broker.py").write_text("raise SystemExit('the user broker.py was imported')\n")
+    probe = "from tearline import AsyncPartner, Label; import tearline.broker.store; print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_no_module_is_imported_under_its_folders_name() -> None:
+    # The folders clients/, broker/ and gateway/ are importable from the checkout's root too; a
+    # module imported by that name would load a second time (ruff's TID251 refuses it as well).
+    offenders = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for folder in ("clients", "broker", "gateway", "tests", "bench")
+        for p in _python_files(folder)
+        for n in _imports(p)
+        if n.split(".")[0] in ("clients", "broker", "gateway")
+    ]
+    assert offenders == []

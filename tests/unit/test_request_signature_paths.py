@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker import auth
-from clients.errors import AuthenticationError
-from clients.httpsig import sign_request, signing_key_of
-from clients.protocol.identity import Registry
+from tearline.broker import auth
+from tearline.clients.errors import AuthenticationError
+from tearline.clients.httpsig import sign_request, signing_key_of
+from tearline.clients.protocol.identity import Registry
 from tests.factories import NOW, identity, registry
 
 REG: Registry = registry("GBR", "USA")

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-import broker.auth
-from broker.auth import MAX_FUTURE_S, Authenticated, remember_nonce, verify_request
-from clients.errors import AuthenticationError
-from clients.httpsig import sign_request
-from clients.protocol.encoding import b64d
-from clients.protocol.identity import Registry
+from tearline.broker import auth
+from tearline.broker.auth import MAX_FUTURE_S, Authenticated, remember_nonce, verify_request
+from tearline.clients.errors import AuthenticationError
+from tearline.clients.httpsig import sign_request
+from tearline.clients.protocol.encoding import b64d
+from tearline.clients.protocol.identity import Registry
 from tests.vectors import generate_request_signatures as generator
 
 
@@ -58,7 +58,7 @@ def check(vector: dict[str, Any]) -> Authenticated:
 
 def documented_codes() -> list[str]:
     """The refusal codes ``broker.auth``'s docstring lists, in its order."""
-    doc = broker.auth.__doc__ or ""
+    doc = auth.__doc__ or ""
     listed = doc.partition("Refusal codes:")[2].partition("They name")[0]
     return re.findall(r"``([a-z_]+)``", listed)
 
@@ -69,7 +69,7 @@ def test_the_file_is_what_the_generator_writes() -> None:
 
 def test_the_files_clock_is_the_brokers() -> None:
     assert vectors()["max_future_s"] == MAX_FUTURE_S
-    assert vectors()["replay_window_s"] == broker.auth.DEFAULT_REPLAY_WINDOW_S
+    assert vectors()["replay_window_s"] == auth.DEFAULT_REPLAY_WINDOW_S
     assert vectors()["now_rfc3339"] == "2026-05-01T09:30:00Z"
 
 

@@ -16,9 +16,9 @@ import pytest
 import stix2.v21.common
 from misp_stix_converter.misp_stix_mapping import TLP2MarkingDefinitions
 
-from clients import Label, StixError
-from clients.protocol.label import TLP_LEVELS
-from clients.stix import (
+from tearline import Label, StixError
+from tearline.clients.protocol.label import TLP_LEVELS
+from tearline.clients.stix import (
     MAX_FINDINGS,
     OFFICIAL_TLP,
     RELEASABILITY_EXTENSION,
@@ -34,8 +34,8 @@ from clients.stix import (
     stamp_report,
     tlp_of_object,
 )
-from clients.stix.check import is_stix_content_type
-from clients.stix.markings import tlp_definitions
+from tearline.clients.stix.check import is_stix_content_type
+from tearline.clients.stix.markings import tlp_definitions
 
 ROOT = Path(__file__).parents[2]
 TS = "2026-01-01T00:00:00.000Z"

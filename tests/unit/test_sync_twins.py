@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-from clients import AsyncOperator, AsyncPartner, Gap, Operator, Partner, Recall, Report
+from tearline import AsyncOperator, AsyncPartner, Gap, Operator, Partner, Recall, Report
 
 # The one method that differs by name: closing (``aclose`` is the async spelling of ``close``).
 RENAMED = {"aclose": "close"}

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from clients.errors import EnvelopeError, IdentityError, LabelError
-from clients.protocol.encoding import EncodingError, format_time, parse_time
-from clients.protocol.envelope import verify
-from clients.protocol.identity import KeyRecord
-from clients.protocol.label import Label
+from tearline.clients.errors import EnvelopeError, IdentityError, LabelError
+from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time
+from tearline.clients.protocol.envelope import verify
+from tearline.clients.protocol.identity import KeyRecord
+from tearline.clients.protocol.label import Label
 from tests.factories import NOW, SCHEME, identity
 from tests.unit.test_envelope import _base, _edit_header, _registry
 

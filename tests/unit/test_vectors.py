@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from clients.protocol import crypto
-from clients.protocol.encoding import b64d, b64e, canonical_json
-from clients.protocol.envelope import open, pae, verify
-from clients.protocol.identity import Identity, Registry
-from clients.protocol.label import Scheme
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64d, b64e, canonical_json
+from tearline.clients.protocol.envelope import open, pae, verify
+from tearline.clients.protocol.identity import Identity, Registry
+from tearline.clients.protocol.label import Scheme
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clients.protocol import crypto
-from clients.protocol.encoding import b64d, b64e, canonical_json, format_time
-from clients.protocol.envelope import _seal, content_aad, pae, wrap_info
-from clients.protocol.identity import Identity, Partner, Suite
-from clients.protocol.label import Label, label_digest
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64d, b64e, canonical_json, format_time
+from tearline.clients.protocol.envelope import _seal, content_aad, pae, wrap_info
+from tearline.clients.protocol.identity import Identity, Partner, Suite
+from tearline.clients.protocol.label import Label, label_digest
 
 HERE = Path(__file__).parent
 CREATED = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from clients.protocol import crypto
-from clients.protocol.encoding import b64e, format_time
+from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import b64e, format_time
 
 HERE: Final = Path(__file__).parent
 OUT: Final = HERE / "request-signatures.json"
