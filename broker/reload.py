@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from tearline.broker.metrics import POLICY_RELOADS
 from tearline.broker.policy.engine import Policy
 from tearline.broker.policy.fingerprint import (
-    Changes,
     Fingerprint,
     PolicyFiles,
     bounded_list,
@@ -40,67 +36,17 @@ from tearline.broker.policy.fingerprint import (
 from tearline.broker.policy.folder import read_policy_folder
 from tearline.broker.policy.governed import is_governed
 from tearline.broker.policy.load import check_files, load_files
+from tearline.broker.policy.record import Outcome, PolicyReloads, Refusal
+from tearline.broker.state import BrokerState
 from tearline.clients.protocol.encoding import format_time
-
-if TYPE_CHECKING:
-    from tearline.broker.state import BrokerState
 
 log = logging.getLogger("tearline.broker")
 
 
-class Outcome(StrEnum):
-    UNCHANGED = "unchanged"  # the folder holds the policy in force, or the reload last refused
-    APPLIED = "applied"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A reload that was refused: what the folder held, when, what had changed, and why."""
-
-    fingerprint: Fingerprint
-    at: datetime
-    changes: Changes
-    problems: tuple[str, ...]
-
-    @property
-    def message(self) -> str:
-        return "; ".join(self.problems)
-
-
-@dataclass
-class PolicyReloads:
-    """What the broker knows of its policy folder: the fingerprint of the policy in force and
-    when it was loaded (None when not known: the next round loads whatever is there), the last
-    reload refused, and whether the folder still holds what was refused."""
-
-    fingerprint: Fingerprint | None = None
-    loaded_at: datetime | None = None
-    refused: Refusal | None = None
-    outstanding: bool = False
-    # The expiry of the governed documents in force, once the operator has been told of it.
-    expiry_told: datetime | None = None
-    # One reload at a time: a slow round finishing after a newer one must not undo it.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
-
-    @property
-    def error(self) -> str | None:
-        """The refused reload's problems while the folder still holds it."""
-        return self.refused.message if self.outstanding and self.refused else None
-
-    def needs_load(self, folder: Fingerprint) -> bool:
-        """Whether a folder with this fingerprint must be loaded: it is neither the policy in
-        force nor the folder last refused (loading is deterministic in the bytes, so refusing
-        the same bytes again would only repeat the log line)."""
-        if folder == self.fingerprint:
-            return False
-        return not (self.outstanding and self.refused and folder == self.refused.fingerprint)
-
-    def applied(self, folder: Fingerprint, at: datetime) -> None:
-        self.fingerprint, self.loaded_at, self.outstanding = folder, at, False
-
-    def refuse(self, refusal: Refusal) -> None:
-        self.refused, self.outstanding = refusal, True
+async def reload_now(state: BrokerState) -> bool:
+    """Load the policy folder again, changed or not; on any problem keep the last good policy
+    and say why (the watcher does this by itself when the folder's content changes)."""
+    return await reload(state, force=True) is Outcome.APPLIED
 
 
 def load_initial(folder: Path, now: datetime) -> tuple[Policy, PolicyReloads]:

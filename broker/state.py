@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from tearline.broker.keys import BrokerKey
 from tearline.broker.memory import StoreMemory
 from tearline.broker.policy.engine import Policy
+from tearline.broker.policy.record import PolicyReloads
 from tearline.broker.ratelimit import TokenBuckets
-from tearline.broker.reload import Outcome, PolicyReloads, reload
 from tearline.broker.settings import Settings
 from tearline.broker.store import Store
 from tearline.broker.translog import TransparencyLog
@@ -61,8 +61,3 @@ class BrokerState:
     def policy_error(self) -> str | None:
         """Why the broker refused what the policy folder holds now; None when it is in force."""
         return self.reloads.error
-
-    async def reload_policies(self) -> bool:
-        """Load the policy folder again, changed or not; on any problem keep the last good policy
-        and say why (the watcher does this by itself when the folder's content changes)."""
-        return await reload(self, force=True) is Outcome.APPLIED

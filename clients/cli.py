@@ -651,7 +651,7 @@ OPERATOR_COMMANDS: Final = {
 }
 BROKER_INSTALL: Final = "pip install 'tearline[broker]'"
 # pyproject's cti extra: `tearline gateway` serves with the broker extra's fastapi and uvicorn.
-GATEWAY_INSTALL: Final = "pip install 'tearline[broker,cti]'"
+GATEWAY_INSTALL: Final = "pip install 'tearline[gateway]'"
 
 
 @dataclasses.dataclass(frozen=True)

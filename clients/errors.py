@@ -7,19 +7,34 @@
     │   ├── IdentityError         an identity file or key record is malformed
     │   ├── PolicyError           a policy file is invalid (names file, line and field)
     │   ├── EnvelopeError         an envelope failed to verify or open (opaque on purpose)
+    │   ├── EncodingError         a value is not in its one accepted encoding (base64url, JSON,
+    │   │                         RFC 3339): tearline.clients.protocol.encoding
     │   ├── NotFoundError         no such report or entry (HTTP 404)
     │   ├── ConflictError         same id, other bytes (HTTP 409)
     │   ├── MisdirectedError      sent to a host name this broker is not (HTTP 421)
     │   ├── SlowRequestError      the body did not arrive in time (HTTP 408)
     │   ├── UnsupportedMediaTypeError   a body in a format the endpoint does not take (415)
-    │   └── TooLargeError         body over the limit (HTTP 413)
-    │       ├── HeadersTooLargeError   too many or too long header lines (HTTP 431)
-    │       └── LabelTooLargeError     a label's list past its limit (413; a LabelError too)
+    │   ├── TooLargeError         body over the limit (HTTP 413)
+    │   │   ├── HeadersTooLargeError   too many or too long header lines (HTTP 431)
+    │   │   └── LabelTooLargeError     a label's list past its limit (413; a LabelError too)
+    │   ├── RequestShapeError     the broker: a request's fields do not fit the API (400/422)
+    │   ├── StreamIdError         the broker: a stream id past 64 bits, or no id at all (400)
+    │   ├── AuditError            `tearline audit verify`: the audit chain or a checkpoint broke
+    │   ├── PartnerFileError      `tearline partner add`: the entry cannot be added
+    │   └── ConfigError           `tearline gateway`: its configuration file is invalid
     ├── AuthenticationError       the request's signature is missing, bad, stale or replayed (401)
     ├── DeniedError               policy forbids it (HTTP 403)
     │   └── RateLimitedError      too many requests (HTTP 429)
     ├── TransportError            the network or the peer failed (SDK side)
-    │   └── UnavailableError      the broker is not ready (HTTP 503)
+    │   ├── UnavailableError      the broker is not ready (HTTP 503)
+    │   │   └── RedisServerNotFoundError   `tearline serve` finds no redis-server to start
+    │   └── StreamLost            the inbox stream broke; AsyncPartner.subscribe reconnects
+    ├── GovernanceError           a governance document was refused, or the broker withheld
+    │                             one (tearline.clients.governance: the code names the rule)
+    ├── LogError                  the broker's transparency log does not add up: do not trust
+    │                             the broker on it (a fork, a rollback, a document not logged)
+    ├── LogProofError             a Merkle proof did not verify (LogError says what it means)
+    ├── TaxiiError                `tearline gateway` refuses a TAXII request (its own status)
     └── InternalError             a bug or a broken invariant (HTTP 500)
 
 Every error carries a stable, machine-readable ``code`` and a sentence a person understands.
@@ -56,14 +71,22 @@ class TearlineError(Exception):
 
 
 class InputError(TearlineError):
+    """The caller sent something malformed (HTTP 400/422): fix the request; sending it again
+    unchanged fails again."""
+
     code = "invalid_input"
 
 
 class LabelError(InputError):
+    """A security label breaks the label rules or the marking scheme (the message names the
+    field)."""
+
     code = "invalid_label"
 
 
 class IdentityError(InputError):
+    """An identity file or key record is malformed or unusable: the message names the field."""
+
     code = "invalid_identity"
 
 
@@ -116,18 +139,26 @@ class EnvelopeError(InputError):
 
 
 class NotFoundError(InputError):
+    """No such report, entry or partner here (HTTP 404): check the id."""
+
     code = "not_found"
 
 
 class ConflictError(InputError):
+    """The id is taken by other bytes (HTTP 409): a new report takes a new id."""
+
     code = "conflict"
 
 
 class TooLargeError(InputError):
+    """Over a size limit (HTTP 413): the message names the limit; make it smaller."""
+
     code = "too_large"
 
 
 class HeadersTooLargeError(TooLargeError):
+    """Too many, or too long, header lines (HTTP 431): send fewer."""
+
     code = "headers_too_large"
 
 
@@ -139,40 +170,60 @@ class LabelTooLargeError(LabelError, TooLargeError):
 
 
 class MisdirectedError(InputError):
+    """Sent to a host name this server does not answer for (HTTP 421): sign for its public URL."""
+
     code = "misdirected_request"
 
 
 class SlowRequestError(InputError):
+    """The body did not arrive in time (HTTP 408): send it again on a faster link."""
+
     code = "request_timeout"
 
 
 class UnsupportedMediaTypeError(InputError):
+    """A body in a format the endpoint does not take (HTTP 415): send the media type it names."""
+
     code = "unsupported_media_type"
 
 
 class AuthenticationError(TearlineError):
+    """The request's signature is missing, bad, stale or replayed (HTTP 401): sign it afresh with
+    a registered key."""
+
     code = "unauthenticated"
 
 
 class DeniedError(TearlineError):
+    """Policy forbids it (HTTP 403): the message and ``details`` say which rule."""
+
     code = "denied"
 
 
 class RateLimitedError(DeniedError):
+    """Too many requests or too much queued (HTTP 429): wait ``retry_after_s`` and try again."""
+
     code = "rate_limited"
     retry_after_s = 1
 
 
 class TransportError(TearlineError):
+    """The network or the peer failed: trying again later may succeed."""
+
     code = "transport_error"
 
 
 class UnavailableError(TransportError):
+    """The broker is not ready, or its store is away (HTTP 503): try again after
+    ``retry_after_s``."""
+
     code = "unavailable"
     retry_after_s = 1
 
 
 class InternalError(TearlineError):
+    """A bug or a broken invariant (HTTP 500): report it; nothing was half-written."""
+
     code = "internal_error"
 
 

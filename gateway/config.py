@@ -42,6 +42,8 @@ _MAX_SCRYPT_N: Final = 2**20  # a config must not make each login cost a gigabyt
 
 
 class ConfigError(InputError):
+    """The gateway's configuration file is invalid; the message names the key and the fix."""
+
     code = "invalid_gateway_config"
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from tearline.clients.errors import TearlineError
 from tearline.clients.protocol.encoding import EncodingError, b64d, b64e
 
 MEDIA_TYPE_TAXII: Final = "application/taxii+json;version=2.1"
@@ -40,8 +41,11 @@ _SPEC_VERSION: Final = re.compile(r"\d\.\d", re.ASCII)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class TaxiiError(Exception):
-    """A refusal, answered as a TAXII error message with ``status``."""
+class TaxiiError(TearlineError):
+    """A refusal, answered as a TAXII error message with ``status``; ``code`` is its
+    ``error_code`` (or ``taxii_<status>``)."""
+
+    code = "taxii_error"
 
     def __init__(
         self,
@@ -53,7 +57,7 @@ class TaxiiError(Exception):
         details: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(description)
+        super().__init__(description, code=error_code or f"taxii_{status}")
         self.status = status
         self.title = title
         self.description = description

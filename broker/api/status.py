@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from tearline.broker.api.deps import Operator, State
 from tearline.broker.api.reports import errors
 from tearline.broker.policy.fingerprint import Changes
-from tearline.broker.reload import Refusal
+from tearline.broker.policy.record import Refusal
 from tearline.clients.protocol.encoding import format_time
 
 router = APIRouter(prefix="/v1", tags=["operators"])

@@ -54,7 +54,8 @@ class Problem:
 
 @cache
 def _schema(name: str) -> dict[str, Any]:
-    text = resources.files("tearline.broker.policy").joinpath(f"schemas/{name}.schema.json").read_text()
+    schemas = resources.files("tearline.broker.policy").joinpath("schemas")
+    text = schemas.joinpath(f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 

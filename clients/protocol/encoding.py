@@ -16,13 +16,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from tearline.clients.errors import InputError
+
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
 
 
-class EncodingError(ValueError):
-    """A value is not in its one accepted encoding."""
+class EncodingError(InputError, ValueError):
+    """A value is not in its one accepted encoding (base64url without padding, strict JSON,
+    RFC 3339 in UTC range). Bad input; a ValueError too, for code that parses with stdlib
+    habits."""
+
+    code = "invalid_encoding"
 
 
 # --- base64url ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import redis
 import yaml
 
 from tearline.broker.app import create_app
+from tearline.broker.reload import reload_now
 from tearline.broker.runner import ThreadedBroker, broker_in_thread
 from tearline.broker.settings import Settings
 from tearline.broker.state import BrokerState
@@ -101,7 +102,7 @@ class RunningBroker:
 
     def change_policies(self, **changes: Any) -> None:
         write_policies(self.policies, **changes)
-        assert self.run(self.state.reload_policies()), self.state.policy_error
+        assert self.run(reload_now(self.state)), self.state.policy_error
 
     def redis(self) -> Any:
         """The broker's Redis, synchronously. Typed ``Any`` as in ``broker.store``: redis-py

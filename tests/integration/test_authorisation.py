@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from tearline import Label
 from tearline.broker.app import create_app
+from tearline.broker.reload import reload_now
 from tearline.broker.settings import Settings
 from tearline.clients.httpsig import sign_as
 from tests.integration.conftest import (
@@ -211,7 +212,7 @@ def world(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         policy_poll_s=3600,
     ) as running:
         write_partners(running.policies, suspended="DEU", revoked="EST")
-        assert running.run(running.state.reload_policies()), running.state.policy_error
+        assert running.run(reload_now(running.state)), running.state.policy_error
         yield running
 
 

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tearline import AsyncOperator, Label, NotFoundError, Operator
+from tearline.broker.reload import reload_now
 from tearline.broker.store import AUDIT_KEY, GROUP, dead_key, inbox_key, report_key
 from tearline.clients.httpsig import sign_as
 from tearline.clients.keyfile import Identity, write_keypair
@@ -70,7 +71,7 @@ def rename_scheme(broker: RunningBroker) -> None:
     (broker.policies / "scheme.yaml").write_text(
         yaml.safe_dump({**SCHEME, "policy": "TEARLINE-RENAMED"})
     )
-    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+    assert broker.run(reload_now(broker.state)), broker.state.policy_error
 
 
 async def poison(broker: RunningBroker, count: int = 1) -> list[Receipt]:
@@ -199,7 +200,7 @@ async def test_a_removed_partners_dead_letters_stay_readable_but_are_not_replaye
     partners = yaml.safe_load((broker.policies / "partners.yaml").read_text())
     partners["partners"] = [p for p in partners["partners"] if p["id"] != "USA"]
     (broker.policies / "partners.yaml").write_text(yaml.safe_dump(partners, width=1 << 16))
-    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+    assert broker.run(reload_now(broker.state)), broker.state.policy_error
 
     async with AsyncOperator(broker.url, me("OPS-HQ")) as ops:
         (dead,) = (await ops.dead_letters("USA")).dead_letters

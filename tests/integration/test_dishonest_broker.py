@@ -24,6 +24,7 @@ from starlette.routing import Route
 from typer.testing import CliRunner, Result
 
 from tearline import AsyncPartner, DeniedError, Label, Report
+from tearline.broker.reload import reload_now
 from tearline.broker.runner import broker_in_thread, free_port
 from tearline.clients import cli
 from tearline.clients.governance.documents import GovernanceError
@@ -56,7 +57,7 @@ def governed(redis_server: Any, tmp_path: Path) -> Iterator[RunningBroker]:
 
 
 def reload(broker: RunningBroker) -> None:
-    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+    assert broker.run(reload_now(broker.state)), broker.state.policy_error
 
 
 def enc_key(partner: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tearline.broker.reload import reload_now
 from tearline.clients.keyfile import write_keypair
 from tearline.clients.sync import Partner
 from tests.integration.conftest import RunningBroker, me, write_policies
@@ -212,7 +213,7 @@ def test_partner_add_into_a_running_brokers_folder_lets_the_new_partner_in(
         "partner", "add", tmp_path / "nor/NOR.public.yaml", "--policies", node.broker.policies
     )
     assert added.returncode == 0, added.stderr
-    assert node.broker.run(node.broker.state.reload_policies()), node.broker.state.policy_error
+    assert node.broker.run(reload_now(node.broker.state)), node.broker.state.policy_error
     after = tearline(
         "publish", node.bundle, "--label", label, "--identity", tmp_path / "nor/NOR.identity.json",
         "--broker", node.broker.url,

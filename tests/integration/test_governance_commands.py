@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from tearline.broker.reload import reload_now
 from tearline.clients import cli
 from tearline.clients.keyfile import write_keypair
 from tests.integration.conftest import RunningBroker, me, running_broker
@@ -41,7 +42,7 @@ def identity_file(tmp_path: Path, partner: str) -> Path:
 
 
 def reload(broker: RunningBroker) -> None:
-    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+    assert broker.run(reload_now(broker.state)), broker.state.policy_error
 
 
 def test_log_head_prints_a_signed_head_and_remembers_it(

@@ -21,7 +21,7 @@ import pytest
 from tearline import AsyncPartner, Label
 from tearline.broker.keys import load as load_broker_key
 from tearline.broker.policy.why import explain_all
-from tearline.broker.reload import tell_expiry
+from tearline.broker.reload import reload_now, tell_expiry
 from tearline.clients.errors import DeniedError
 from tearline.clients.governance.documents import GovernanceError
 from tearline.clients.governance.log import LogError, split_view, verify_tree_head
@@ -59,7 +59,7 @@ def governed(redis_server: Any, tmp_path: Path) -> Iterator[RunningBroker]:
 
 
 def reload(broker: RunningBroker) -> bool:
-    return bool(broker.run(broker.state.reload_policies()))
+    return bool(broker.run(reload_now(broker.state)))
 
 
 def usa_keys(broker: RunningBroker) -> set[str]:

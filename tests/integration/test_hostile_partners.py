@@ -21,6 +21,7 @@ import yaml
 
 from tearline import Label
 from tearline.broker.embedded import EmbeddedRedis, free_port
+from tearline.broker.reload import reload_now
 from tearline.broker.store import inbox_key, report_key
 from tearline.clients.httpsig import sign_as
 from tearline.clients.partner import AsyncPartner
@@ -153,7 +154,7 @@ async def test_a_stream_ends_when_the_key_that_opened_it_is_revoked(broker: Runn
                     key["revoked"] = key["use"] == "sig"
         partners = yaml.safe_dump({"partners": entries}, width=1 << 16)
         (broker.policies / "partners.yaml").write_text(partners)
-        assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+        assert broker.run(reload_now(broker.state)), broker.state.policy_error
         async with AsyncPartner(broker.url, me("GBR")) as gbr:
             posted = await gbr.publish(BUNDLE, TO_USA, suite="pq-hybrid")
         data = [line async for line in response.aiter_lines() if line.startswith("data:")]

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from tearline import Label
+from tearline.broker.reload import reload_now
 from tearline.broker.store import AUDIT_KEY, dead_key, inbox_key, report_key
 from tearline.clients.operator import Operator
 from tearline.clients.sync import Partner
@@ -35,7 +36,7 @@ def test_an_entry_whose_label_no_longer_parses_is_dead_lettered_and_the_rest_del
     write_policies(broker.policies)
     scheme = {**SCHEME, "caveats": []}
     (broker.policies / "scheme.yaml").write_text(yaml.safe_dump(scheme))
-    assert broker.run(broker.state.reload_policies()), broker.state.policy_error
+    assert broker.run(reload_now(broker.state)), broker.state.policy_error
 
     with Partner(broker.url, me("USA")) as usa:
         received = usa.inbox(limit=10, wait_s=1)

@@ -31,7 +31,8 @@ from tearline import Label
 from tearline.broker.app import create_app
 from tearline.broker.policy.fingerprint import fingerprint
 from tearline.broker.policy.folder import read_policy_folder
-from tearline.broker.reload import Outcome
+from tearline.broker.policy.record import Outcome
+from tearline.broker.reload import reload_now
 from tearline.broker.runner import broker_in_thread
 from tearline.broker.settings import Settings
 from tearline.broker.store import AUDIT_KEY, GROUP, inbox_key
@@ -453,7 +454,7 @@ async def test_a_broken_policy_edit_keeps_the_last_good_policy_and_status_says_w
     before = broker.state.policy
     put(broker.policies / "agreements" / "gbr-usa.yaml", "id: gbr-usa\nceiling: COSMIC\n")
 
-    assert broker.run(broker.state.reload_policies()) is False
+    assert broker.run(reload_now(broker.state)) is False
     assert broker.state.policy is before
     async with httpx.AsyncClient() as client:
         ready = (await client.get(f"{broker.url}/readyz")).json()

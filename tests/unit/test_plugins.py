@@ -68,7 +68,7 @@ def help_line(out: str, command: str) -> str:
 GATEWAY_UNAVAILABLE = (
     "error: `tearline gateway` is not available: tearline.gateway.cli:register cannot be "
     "loaded (ModuleNotFoundError: No module named 'tearline.gateway'); "
-    "reinstall: pip install --force-reinstall 'tearline[broker,cti]'\n"
+    "reinstall: pip install --force-reinstall 'tearline[gateway]'\n"
 )
 
 
@@ -110,7 +110,7 @@ def test_without_the_gateways_packages_the_gateway_names_its_install() -> None:
     assert gateway.returncode == 2
     assert gateway.stderr == (
         "error: `tearline gateway` needs the gateway's packages (uvicorn is not installed): "
-        "pip install 'tearline[broker,cti]'\n"
+        "pip install 'tearline[gateway]'\n"
     )
     serve = tearline("uvicorn", "serve")
     assert serve.returncode == 2
@@ -177,7 +177,7 @@ def test_a_known_plugin_missing_an_extras_package_names_the_install() -> None:
     assert done.exit_code == 2
     assert done.stderr == (
         "error: `tearline gateway` needs the gateway's packages (tearline_no_such_package is "
-        "not installed): pip install 'tearline[broker,cti]'\n"
+        "not installed): pip install 'tearline[gateway]'\n"
     )
 
 

@@ -28,7 +28,7 @@ from tearline.broker.policy.fingerprint import (
     refusal,
 )
 from tearline.broker.policy.folder import read_policy_folder
-from tearline.broker.reload import PolicyReloads, Refusal
+from tearline.broker.policy.record import PolicyReloads, Refusal
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 FOLDER = {

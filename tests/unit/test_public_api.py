@@ -145,3 +145,47 @@ def test_no_module_is_imported_under_its_folders_name() -> None:
         if n.split(".")[0] in ("clients", "broker", "gateway")
     ]
     assert offenders == []
+
+
+def _module_files() -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for folder in ("clients", "broker", "gateway"):
+        for p in _python_files(folder):
+            parts = [
+                x for x in p.relative_to(ROOT / folder).with_suffix("").parts if x != "__init__"
+            ]
+            modules[".".join(["tearline", folder, *parts])] = p
+    return modules
+
+
+def _imported_at_load(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The tearline modules a module imports at its top level, for the type checker too (under
+    TYPE_CHECKING: a circle the interpreter never runs is still one a reader must untangle);
+    ``from package import module`` counts as the module, not the package."""
+    out: set[str] = set()
+    body = ast.parse(path.read_text()).body
+    nodes = [*body, *(n for b in body if isinstance(b, ast.If) for n in b.body)]
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+            out |= subs or {node.module}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out & modules.keys()
+
+
+def test_no_module_imports_itself_through_a_circle() -> None:
+    modules = _module_files()
+    graph = {m: _imported_at_load(p, modules) for m, p in modules.items()}
+    circles = []
+    for start in graph:  # a depth-first walk from each module back to itself
+        stack, seen = [(start, [start])], set()
+        while stack:
+            module, path = stack.pop()
+            for nxt in graph[module]:
+                if nxt == start:
+                    circles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert circles == []
