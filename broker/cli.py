@@ -14,20 +14,22 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from tearline.broker import installed  # noqa: F401  (first: an SDK-only install stops here)
-from tearline.broker.policy.fingerprint import fingerprint
-from tearline.broker.policy.folder import read_policy_folder
-from tearline.broker.policy.load import check_files, check_policies
+
+# What a command does (the policy loader and its yaml and jsonschema, the server, rich) is
+# imported in the command: registering this plugin, and `tearline --help`, import none of it.
 from tearline.clients.errors import TearlineError
+from tearline.clients.help_format import Group
 from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
-from tearline.clients.protocol.label import Label
 from tearline.clients.terminal import LABEL_HELP, console
 
-policy_app = typer.Typer(help="Check and explain the policy folder.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Check and explain the policy folder.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
 
 PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy folder.")]
 
@@ -51,6 +53,10 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
     """Exit 0 when the policy folder is valid; otherwise list every problem (file:line, field),
     files the broker would not read included. On success, print the folder's fingerprint: a
     running broker shows the one in force in GET /v1/status."""
+    from tearline.broker.policy.fingerprint import fingerprint
+    from tearline.broker.policy.folder import read_policy_folder
+    from tearline.broker.policy.load import check_files
+
     files = read_policy_folder(policies)
     policy, problems = check_files(files)
     if policy is None:
@@ -67,7 +73,7 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
 @policy_app.command("explain")
 def explain(
     originator: Annotated[str, typer.Option("--from", help="The originating partner id.")],
-    label: Annotated[Path, typer.Option(help=escape(LABEL_HELP))],
+    label: Annotated[Path, typer.Option(help=LABEL_HELP)],
     policies: PoliciesOption = Path("policies"),
     suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
     at: Annotated[str | None, typer.Option(help="RFC 3339 time; default now.")] = None,
@@ -84,7 +90,12 @@ def explain(
 
     A table: the agreement the decision turns on and, for a refusal, the term that fails
     (ceiling, clearance, topic, caveat, suite). --json prints the decisions as one object."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from tearline.broker.policy.load import check_policies
     from tearline.broker.policy.why import explain_all
+    from tearline.clients.protocol.label import Label
 
     policy, problems = check_policies(policies)
     if policy is None:
@@ -172,6 +183,7 @@ def serve(
 
     from tearline.broker.embedded import EmbeddedRedis
     from tearline.broker.observability import log_config
+    from tearline.broker.policy.load import check_policies
     from tearline.broker.settings import get_settings
 
     given = {
@@ -326,7 +338,9 @@ def demo(
         typer.echo(json.dumps(outcome, indent=2))
 
 
-audit_app = typer.Typer(help="Check the audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Check the audit trail.", no_args_is_help=True, rich_markup_mode=None, cls=Group
+)
 
 
 @audit_app.command("verify")
@@ -347,7 +361,7 @@ def audit_verify(
     from tearline.broker.embedded import EmbeddedRedis
     from tearline.broker.keys import load
     from tearline.broker.store import AUDIT_KEY, CHECKPOINTS_KEY
-    from tearline.clients.protocol.encoding import EncodingError, b64d
+    from tearline.clients.protocol.encoding import b64d
 
     try:
         public = b64d(broker_key) if broker_key else load(data_dir / "broker.identity.json").public
@@ -455,7 +469,12 @@ def init(
     typer.echo(next_steps(world))
 
 
-partner_app = typer.Typer(help="Add partners to the policy folder.", no_args_is_help=True)
+partner_app = typer.Typer(
+    help="Add partners to the policy folder.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
 
 
 @partner_app.command("add")

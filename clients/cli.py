@@ -14,15 +14,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import EntryPoint, entry_points
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated, Final, NoReturn
+from typing import TYPE_CHECKING, Annotated, Final, NoReturn
 
 import typer
-from rich.markup import escape
-from rich.text import Text
 
+# Only what `--help` needs is imported here: typer, the error tree and the modules that declare
+# commands. What a command does (the SDK and its HTTP stack, the STIX validator, rich) is
+# imported in the command, so `tearline --help` stays fast (tests/unit/test_cli_imports.py).
 from tearline.clients import governance_publish  # noqa: F401 - adds `registry|agreement publish`
 from tearline.clients.errors import (
     AuthenticationError,
@@ -35,23 +35,15 @@ from tearline.clients.errors import (
     UnavailableError,
 )
 from tearline.clients.governance_cli import agreement_app, governance_app, registry_app
-from tearline.clients.inbox_folder import InboxFolder, Written
-from tearline.clients.keyfile import Identity, generate, write_keypair
+from tearline.clients.help_format import Group
 from tearline.clients.operator_cli import dead_letters_app
-from tearline.clients.partner import Delivery, Gap, Recall, Report
 from tearline.clients.protocol.encoding import (
+    STIX_CONTENT_TYPE,
     EncodingError,
     compact_json,
     format_time,
     strict_loads,
 )
-from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE, seal
-from tearline.clients.protocol.identity import check_suite
-from tearline.clients.protocol.label import Label
-from tearline.clients.protocol.receipt import Receipt
-from tearline.clients.stix.check import check_bundle, is_stix_content_type
-from tearline.clients.stix.misp import bundle_from_misp
-from tearline.clients.sync import Partner
 from tearline.clients.terminal import (
     LABEL_HELP,
     broker_url_problem,
@@ -61,6 +53,15 @@ from tearline.clients.terminal import (
 )
 from tearline.clients.transparency_cli import keys_app, log_app
 
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from tearline.clients.inbox_folder import InboxFolder, Written
+    from tearline.clients.keyfile import Identity
+    from tearline.clients.partner import Delivery, Gap, Recall, Report
+    from tearline.clients.protocol.label import Label
+    from tearline.clients.protocol.receipt import Receipt
+
 # The SDK's logger: subscribe shows its lines on stderr, and logs its own failed acks there.
 log = logging.getLogger("tearline.client")
 
@@ -68,6 +69,10 @@ app = typer.Typer(
     name="tearline",
     help="Share signed, end-to-end encrypted threat reports under partnership agreements.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help in plain text, as click writes it: no panels, no markup
+    cls=Group,
+    # As wide as the terminal (click would stop at 80 columns); piped, 80 unless COLUMNS says.
+    context_settings={"max_content_width": 10_000},
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -95,6 +100,9 @@ def keygen(
     valid_days: Annotated[int, typer.Option(min=1, help="Key validity in days.")] = 730,
 ) -> None:
     """Make a partner's keys: OUT/ID.identity.json (private, mode 0600) and OUT/ID.public.yaml."""
+    from tearline.clients.keyfile import generate, write_keypair
+    from tearline.clients.protocol.identity import check_suite
+
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         identity = generate(partner, check_suite(suite), now, timedelta(days=valid_days))
@@ -155,6 +163,8 @@ def _broker(url: str) -> str:
 
 def _identity(path: Path) -> Identity:
     """This node's identity, or a usage error that says which file to give instead."""
+    from tearline.clients.keyfile import Identity
+
     try:
         return Identity.load(path)
     except IdentityError as exc:
@@ -175,6 +185,8 @@ def _read_payload(path: Path) -> bytes:
 
 
 def _read_label(path: Path) -> Label:
+    from tearline.clients.protocol.label import Label
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -190,7 +202,7 @@ def _read_label(path: Path) -> Label:
 @app.command()
 def publish(
     payload: Annotated[Path, typer.Argument(help="The report: a STIX 2.1 bundle or any file.")],
-    label: Annotated[Path, typer.Option(help=escape(LABEL_HELP))],
+    label: Annotated[Path, typer.Option(help=LABEL_HELP)],
     broker: BrokerOption = "http://127.0.0.1:8000",
     identity: IdentityOption = Path("identity.json"),
     suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
@@ -231,6 +243,10 @@ def publish(
     reason, like "not sent to DEU: NO_AGREEMENT"; --require-all sends nothing in that case.
     A STIX payload (the default content type) is checked first: one that is not valid STIX 2.1,
     or holds objects marked more restrictively than the label's TLP, is not sent."""
+    from tearline.clients.protocol.envelope import seal
+    from tearline.clients.stix.check import check_bundle, is_stix_content_type
+    from tearline.clients.sync import Partner
+
     url = _broker(broker)
     me = _identity(identity)
     body = _read_payload(payload)
@@ -241,6 +257,8 @@ def publish(
         )
     try:
         if from_misp:
+            from tearline.clients.stix.misp import bundle_from_misp
+
             body = compact_json(bundle_from_misp(body, parsed))
             content_type = STIX_CONTENT_TYPE
         elif not unsafe_skip_stix_checks and is_stix_content_type(content_type):
@@ -353,6 +371,8 @@ def _print_receipt(
     if as_json:
         typer.echo(json.dumps({**receipt.to_dict(), "not_sent": not_sent}))
         return
+    from rich.text import Text
+
     out = console()
     out.print(Text(f"report {receipt.id} accepted at {receipt.accepted_at}"))
     for r in receipt.recipients:
@@ -399,6 +419,10 @@ def subscribe(
 
     Without --once it runs until Ctrl-C or SIGTERM, reconnecting on its own when the broker
     restarts or its store is away; each outage is logged on stderr when it begins and ends."""
+    from tearline.clients.inbox_folder import InboxFolder
+    from tearline.clients.partner import Gap, Recall
+    from tearline.clients.sync import Partner
+
     url = _broker(broker)
     me = _identity(identity)
     folder = None
@@ -442,6 +466,8 @@ def subscribe(
 def _stamped(report: Report) -> Report:
     """The report with its STIX bundle stamped with its label; a payload that is not a STIX
     bundle is kept as it came, with a line on stderr."""
+    from tearline.clients.stix.check import is_stix_content_type
+
     if not is_stix_content_type(report.content_type):
         return report
     try:
@@ -551,6 +577,8 @@ def recall(
     as_json: JsonOption = False,
 ) -> None:
     """Recall a report: undelivered copies are withdrawn, recipients that had it are told."""
+    from tearline.clients.sync import Partner
+
     url = _broker(broker)
     me = _identity(identity)
     try:
@@ -572,6 +600,8 @@ def _print_gap(gap: Gap, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"gap": {"lost": gap.lost, "before": gap.before}}))
         return
+    from rich.text import Text
+
     console().print(
         Text("gap", style="bold yellow"),
         Text(
@@ -586,6 +616,8 @@ def _print_recall(recall: Recall, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"recalled": recall.id, "originator": recall.originator}))
         return
+    from rich.text import Text
+
     console().print(
         Text("recalled", style="bold red"),
         Text(f" {recall.id} by {recall.originator}: delete it"),
@@ -607,6 +639,8 @@ def _print_report(report: Report, as_json: bool, files: Written | None = None) -
             summary |= {"file": str(files.payload), "label_file": str(files.label)}
         typer.echo(json.dumps(summary))
         return
+    from rich.text import Text
+
     label = report.label
     line = Text(report.id, style="bold")
     line.append(
@@ -697,7 +731,7 @@ def _unavailable(app: typer.Typer, plugin: Plugin, why: Callable[[str], str], sh
 
         app.command(
             name,
-            help=escape(f"{summary} {short}"),  # [broker] is not markup
+            help=f"{summary} {short}",
             context_settings={
                 "allow_extra_args": True,
                 "ignore_unknown_options": True,
@@ -757,6 +791,8 @@ def _load_plugin(app: typer.Typer, entry: EntryPoint) -> None:
 
 
 def main() -> None:
+    from importlib.metadata import entry_points
+
     for entry in entry_points(group="tearline.commands"):
         _load_plugin(app, entry)
     app()

@@ -15,29 +15,53 @@ import stat
 import tempfile
 from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import yaml
 
+# The governance core, its cryptography and yaml are imported where a command uses them, not
+# here: `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance import documents as gd
-from tearline.clients.governance.documents import GovernanceError, GovernanceKey
-from tearline.clients.governance.trust import TrustedState
-from tearline.clients.protocol import crypto
+from tearline.clients.help_format import Group
 from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
 from tearline.clients.protocol.encoding import strict_loads as _json
-from tearline.clients.protocol.identity import Partner, check_partner_id
 
-D = TypeVar("D", bound=gd.Document)
+if TYPE_CHECKING:
+    import yaml
+
+    from tearline.clients.governance import documents as gd
+    from tearline.clients.governance.documents import GovernanceKey
+
+D = TypeVar("D", bound="gd.Document")
 KEY_FIELDS = {"holder", "public", "private"}
 
-governance_app = typer.Typer(help="Governance keys and the root (offline).", no_args_is_help=True)
-root_app = typer.Typer(help="Draft and sign the root (offline).", no_args_is_help=True)
+governance_app = typer.Typer(
+    help="Governance keys and the root (offline).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
+root_app = typer.Typer(
+    help="Draft and sign the root (offline).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
 governance_app.add_typer(root_app, name="root")
-registry_app = typer.Typer(help="Propose, sign, verify registry versions.", no_args_is_help=True)
-agreement_app = typer.Typer(help="Propose, sign, verify, stop agreements.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="Propose, sign, verify registry versions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
+agreement_app = typer.Typer(
+    help="Propose, sign, verify, stop agreements.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
 
 KeyOption = Annotated[Path, typer.Option("--key", help="Your governance key file (keygen's).")]
 OutOption = Annotated[Path, typer.Option("--out", help="The file to write; never overwritten.")]
@@ -58,6 +82,8 @@ def _fail(message: str, exit_code: int) -> typer.Exit:
 def _refusals() -> Iterator[None]:
     """A refusal is one line: exit 1 when a document does not verify, 2 when the input is not
     a document or key at all (a usage error, as elsewhere in ``tearline``)."""
+    from tearline.clients.governance.documents import GovernanceError
+
     try:
         yield
     except GovernanceError as exc:
@@ -106,6 +132,10 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
 
 def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
     """A key file's public key and holder, and with ``private`` its private key (else b"")."""
+    from tearline.clients.governance import documents as gd
+    from tearline.clients.protocol import crypto
+    from tearline.clients.protocol.identity import check_partner_id
+
     obj: Any = None
     with contextlib.suppress(EncodingError):
         obj = _json(_read(path, "key file"))
@@ -125,12 +155,14 @@ def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
         raise _fail(f"{path} holds only a public key; sign with the private key file", 2)
     if private and stat.S_IMODE(path.stat().st_mode) & 0o077:
         raise _fail(f"key file {path} is readable by other users; run: chmod 600 {path}", 2)
-    return GovernanceKey(gd.keyid_of(public), public, holder), secret
+    return gd.GovernanceKey(gd.keyid_of(public), public, holder), secret
 
 
 @contextlib.contextmanager
 def _about(source: object) -> Iterator[None]:
     """A refusal names the file (or option) it is about."""
+    from tearline.clients.governance.documents import GovernanceError
+
     try:
         yield
     except GovernanceError as exc:
@@ -144,31 +176,41 @@ def _document(path: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D]:
     return data, parsed
 
 
-class _YamlLoader(yaml.SafeLoader):
+@cache
+def _yaml_loader() -> type[yaml.SafeLoader]:
     """Policy YAML read as the broker reads it: timestamps stay the strings the operator wrote,
     ``NO`` stays Norway rather than false, and a key given twice is an error, not a guess."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
-                )
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
+    class YamlLoader(yaml.SafeLoader):
+        def construct_mapping(
+            self, node: yaml.MappingNode, deep: bool = False
+        ) -> dict[Hashable, Any]:
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                    )
+                seen.add(key_node.value)
+            return super().construct_mapping(node, deep)
 
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":timestamp"))]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), "tf")
+    YamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":timestamp"))]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    YamlLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), "tf"
+    )
+    return YamlLoader
 
 
 def _yaml(path: Path) -> Any:
+    import yaml
+
     try:
-        return yaml.load(_read(path, "YAML file").decode("utf-8"), Loader=_YamlLoader)  # noqa: S506
+        loader = _yaml_loader()
+        return yaml.load(_read(path, "YAML file").decode("utf-8"), Loader=loader)  # noqa: S506
     except UnicodeDecodeError:
         raise _fail(f"{path} is not UTF-8 text", 2) from None
     except yaml.MarkedYAMLError as exc:
@@ -180,6 +222,8 @@ def _yaml(path: Path) -> Any:
 
 
 def _new(signed: dict[str, Any], out: Path, source: str) -> None:
+    from tearline.clients.governance import documents as gd
+
     try:
         with _about(source):
             data = gd.new_document(signed)  # refused unless it parses as its type
@@ -200,6 +244,8 @@ def _expires(text: str) -> str:
 
 def _tally(envelope: gd.Envelope, root: gd.Root) -> str:
     """Who signed, each partner once and in the order the root lists its keys, of how many."""
+    from tearline.clients.governance import documents as gd
+
     valid = {k.holder for k in gd.signers(envelope, root.keys)}
     names = list(dict.fromkeys(k.holder for k in root.keys if k.holder in valid))
     n, need = len(names), root.threshold
@@ -209,6 +255,8 @@ def _tally(envelope: gd.Envelope, root: gd.Root) -> str:
 
 def _sign(document: Path, key: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D, str]:
     """The document with the key's signature added, parsed again, and the key's holder."""
+    from tearline.clients.governance import documents as gd
+
     data, _ = _document(document, parser)
     me, private = _key(key, private=True)
     signed = gd.add_signature(data, private)
@@ -221,6 +269,9 @@ def keygen(
     out: Annotated[Path, typer.Option(help="The private key file, e.g. gbr.governance.json.")],
 ) -> None:
     """Make a governance key: OUT (private, mode 0600) and OUT's .pub.json (public)."""
+    from tearline.clients.governance import documents as gd
+    from tearline.clients.protocol.identity import check_partner_id
+
     with _refusals():
         check_partner_id(holder, "--holder")
     public_out = out.with_name(out.name.removesuffix(".json") + ".pub.json")
@@ -256,6 +307,8 @@ def root_new(
 @root_app.command("sign")
 def root_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
     """Add your signature to a root (in place unless --out)."""
+    from tearline.clients.governance import documents as gd
+
     with _refusals():
         data, root, holder = _sign(document, key, gd.parse_root)
     written = _write_signed(document, out, data)
@@ -294,6 +347,8 @@ def registry_propose(
 ) -> None:
     """Write an unsigned registry version: the next one of --from-registry, or one from the
     policy folder's YAML files (--partners and --scheme); --add puts partners' entries in."""
+    from tearline.clients.governance import documents as gd
+
     if from_registry is not None:
         if partners is not None or scheme is not None:
             raise _fail("give --from-registry, or --partners and --scheme, not both", 2)
@@ -324,6 +379,8 @@ def registry_propose(
 
 def _put_entry(entries: list[Any], path: Path) -> str:
     """Put the partner entry at ``path`` in ``entries``: replacing the one of its id, or added."""
+    from tearline.clients.protocol.identity import Partner
+
     entry = _yaml(path)
     if not isinstance(entry, dict) or "id" not in entry:
         raise _fail(
@@ -344,6 +401,8 @@ def _put_entry(entries: list[Any], path: Path) -> str:
 @registry_app.command("sign")
 def registry_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
     """Add your signature to a registry version (in place unless --out)."""
+    from tearline.clients.governance import documents as gd
+
     with _refusals():
         data, registry, holder = _sign(document, key, gd.parse_registry)
     written = _write_signed(document, out, data)
@@ -361,6 +420,9 @@ def registry_verify(
 ) -> None:
     """Check a registry version as a node would: signed by the root's threshold, not expired,
     and (with --previous) not older than the version trusted before."""
+    from tearline.clients.governance import documents as gd
+    from tearline.clients.governance.trust import TrustedState
+
     now = datetime.now(UTC)
     with _refusals():
         state = TrustedState(_document(root, gd.parse_root)[0], now)
@@ -389,6 +451,8 @@ def agreement_propose(
 @agreement_app.command("sign")
 def agreement_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -> None:
     """Add your signature to an agreement you are a party of (in place unless --out)."""
+    from tearline.clients.governance import documents as gd
+
     with _refusals():
         data, signed, holder = _sign(document, key, gd.parse_agreement)
     if holder not in signed.parties:  # a signature the root would never count
@@ -401,6 +465,9 @@ def agreement_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -
 @agreement_app.command("verify")
 def agreement_verify(document: DocArgument, root: RootOption) -> None:
     """Check that every party of an agreement signed it with a governance key of the root."""
+    from tearline.clients.governance import documents as gd
+    from tearline.clients.governance.trust import TrustedState
+
     now = datetime.now(UTC)
     with _refusals():
         state = TrustedState(_document(root, gd.parse_root)[0], now)
@@ -411,6 +478,8 @@ def agreement_verify(document: DocArgument, root: RootOption) -> None:
 
 
 def _status(value: str, agreement_id: str, key: Path, out: Path) -> None:
+    from tearline.clients.governance import documents as gd
+
     with _refusals():
         me, private = _key(key, private=True)
         issued = format_time(datetime.now(UTC).replace(microsecond=0))

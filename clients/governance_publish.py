@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance import documents as gd
-from tearline.clients.governance.trust import TrustedState
 from tearline.clients.governance_cli import _fail, _refusals, agreement_app, registry_app
+
+if TYPE_CHECKING:
+    from tearline.clients.governance.trust import TrustedState
 
 PoliciesOption = Annotated[
     Path, typer.Option("--policies", help="The broker's policy folder (governed).")
@@ -36,6 +37,8 @@ def _read(path: Path) -> bytes:
 
 def _trusted_folder(policies: Path, now: datetime) -> TrustedState:
     """The trust the folder's roots establish, walked from root-1.json up, as the broker does."""
+    from tearline.clients.governance.trust import TrustedState
+
     folder = policies / "governance"
     roots = sorted(folder.glob("root-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     if not roots:
@@ -62,6 +65,8 @@ def _install(target: Path, data: bytes) -> None:
 def registry_publish(document: DocArgument, policies: PoliciesOption = Path("policies")) -> None:
     """Check a registry version against the folder's roots and its registry (threshold,
     expiry, no rollback), then put it in force: policies/governance/registry.json."""
+    from tearline.clients.governance import documents as gd
+
     now = datetime.now(UTC)
     data = _read(document)
     target = policies / "governance" / "registry.json"
@@ -84,6 +89,8 @@ def registry_publish(document: DocArgument, policies: PoliciesOption = Path("pol
 def agreement_publish(document: DocArgument, policies: PoliciesOption = Path("policies")) -> None:
     """Check an agreement (every party signed it) or a suspension or termination (a party
     signed it) against the folder's roots, then put it in the folder."""
+    from tearline.clients.governance import documents as gd
+
     now = datetime.now(UTC)
     data = _read(document)
     folder = policies / "governance"

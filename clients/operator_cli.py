@@ -11,19 +11,20 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
+# The operator's client (and its HTTP stack) and rich are imported by the commands that use
+# them: `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
-from tearline.clients.keyfile import Identity
-from tearline.clients.operator import DeadLetter, DeadLetterDetail, Operator
+from tearline.clients.help_format import Group
 from tearline.clients.protocol.encoding import format_time
-from tearline.clients.protocol.identity import PARTNER_ID
 from tearline.clients.terminal import broker_url_problem, unreachable
 from tearline.clients.terminal import console as make_console
+
+if TYPE_CHECKING:
+    from tearline.clients.operator import DeadLetter, DeadLetterDetail, Operator
 
 T = TypeVar("T")
 
@@ -33,6 +34,8 @@ STREAM_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
 dead_letters_app = typer.Typer(
     help="List, inspect and replay a partner's dead letters (operators only).",
     no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
 )
 
 BrokerOption = Annotated[
@@ -58,6 +61,8 @@ def _fail(message: str, exit_code: int) -> typer.Exit:
 
 
 def _check_ids(partner: str, dead_id: str | None = None) -> None:
+    from tearline.clients.protocol.identity import PARTNER_ID
+
     if not PARTNER_ID.fullmatch(partner):
         raise _fail(f"{partner!r} is not a partner id (like GBR or EE-CERT)", 2)
     if dead_id is not None and not STREAM_ID.fullmatch(dead_id):
@@ -66,6 +71,9 @@ def _check_ids(partner: str, dead_id: str | None = None) -> None:
 
 def _as_operator(broker: str, identity: Path, act: Callable[[Operator], T]) -> T:
     """Run ``act`` signed as the operator; a refusal or an outage is one line and exit 1."""
+    from tearline.clients.keyfile import Identity
+    from tearline.clients.operator import Operator
+
     problem = broker_url_problem(broker)
     if problem is not None:
         raise _fail(problem, 2)
@@ -131,6 +139,9 @@ def list_dead_letters(
         }
         typer.echo(json.dumps(out))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     console = make_console()
     if not page.dead_letters:
         since = f" after {after}" if after else ""
@@ -150,6 +161,9 @@ def list_dead_letters(
 
 
 def _print_detail(detail: DeadLetterDetail) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     d = detail.dead_letter
     rows: list[tuple[str, str]] = [
         ("dead letter", f"{d.id} of {detail.partner}"),

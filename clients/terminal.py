@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
-import httpx
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Wide enough that no line a command prints is folded when its output goes to a file or a
 #: pipe (rich would fold at 80 columns there); a table is as wide as its content.
@@ -33,6 +33,8 @@ BROKER_HINT: Final = "set the URL with --broker or TEARLINE_BROKER"
 def console(*, stderr: bool = False, quiet: bool = False) -> Console:
     """A console for a command's output: the terminal's width on a terminal; unwrapped when
     piped (unless ``COLUMNS`` asks for a width)."""
+    from rich.console import Console  # here: `tearline --help` and the SDK need no rich
+
     out = Console(stderr=stderr, quiet=quiet)
     if out.is_terminal or "COLUMNS" in os.environ:
         return out
@@ -61,6 +63,8 @@ def broker_url_problem(url: str) -> str | None:
 def network_reason(exc: BaseException) -> str:
     """What went wrong on the network, in words, from an error whose cause chain holds the
     httpx or OS error ("connection refused" rather than "All connection attempts failed")."""
+    import httpx  # here: the commands that name no broker need no HTTP stack
+
     seen: set[int] = set()
     current: BaseException | None = exc
     fallback = ""

@@ -11,21 +11,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# The SDK, its HTTP stack and the governance log are imported by the commands that use them:
+# `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance.documents import parse_envelope, parse_registry
-from tearline.clients.governance.log import LogError, parse_commitment, split_view, verify_tree_head
 from tearline.clients.governance_cli import _fail
-from tearline.clients.keyfile import Identity
+from tearline.clients.help_format import Group
 from tearline.clients.protocol.encoding import format_time
-from tearline.clients.protocol.identity import KeyRecord
-from tearline.clients.sync import Partner
 
-log_app = typer.Typer(help="The broker's transparency log (online).", no_args_is_help=True)
-keys_app = typer.Typer(help="Watch the keys published under a partner id.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from tearline.clients.keyfile import Identity
+    from tearline.clients.protocol.identity import KeyRecord
+
+log_app = typer.Typer(
+    help="The broker's transparency log (online).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
+keys_app = typer.Typer(
+    help="Watch the keys published under a partner id.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
+)
 
 BrokerOption = Annotated[
     str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")
@@ -44,6 +56,8 @@ MemoryOption = Annotated[
 
 
 def _identity(path: Path) -> Identity:
+    from tearline.clients.keyfile import Identity
+
     try:
         return Identity.load(path)
     except TearlineError as exc:
@@ -65,6 +79,9 @@ def head(
 ) -> None:
     """Print the broker's signed tree head (JSON) after checking its signature and, with
     --memory, that it extends the last head this node accepted."""
+    from tearline.clients.governance.log import LogError
+    from tearline.clients.sync import Partner
+
     me = _identity(identity)
     try:
         with Partner(broker, me) as node:
@@ -85,6 +102,9 @@ def compare(
 ) -> None:
     """Exit 0 when both heads can be one log's (the smaller is a prefix of the larger, by the
     broker's consistency proof); exit 1, saying why, when the broker showed two logs."""
+    from tearline.clients.governance.log import split_view, verify_tree_head
+    from tearline.clients.sync import Partner
+
     me = _identity(identity)
     try:
         with Partner(broker, me) as node:
@@ -119,6 +139,10 @@ def monitor(
     """List every key the log ever published under PARTNER, with the registry versions that
     held it. Watching its own id, a node flags (exit 1) each key its identity file lacks: a
     key it never made."""
+    from tearline.clients.governance.documents import parse_envelope, parse_registry
+    from tearline.clients.governance.log import parse_commitment
+    from tearline.clients.sync import Partner
+
     me = _identity(identity)
     who = partner or me.partner
     try:
@@ -168,4 +192,6 @@ def monitor(
 
 
 def _public_keys(identity: Identity) -> list[KeyRecord]:
+    from tearline.clients.protocol.identity import KeyRecord
+
     return [KeyRecord.from_dict(k) for k in identity.public_entry()["keys"]]

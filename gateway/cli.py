@@ -11,14 +11,17 @@ from typing import Annotated
 
 import typer
 
+# The gateway's configuration (pydantic), the SDK and the server are imported by the commands
+# that use them: registering this plugin, and `tearline --help`, import none of them.
 from tearline.clients.errors import TearlineError
-from tearline.clients.keyfile import Identity
-from tearline.gateway.config import hash_secret, load_config
+from tearline.clients.help_format import Group
 
 gateway_app = typer.Typer(
     help="A TAXII 2.1 server for this partner node: what it receives, and collections to share "
     "through the broker.",
     no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=Group,
 )
 
 
@@ -50,7 +53,9 @@ def serve(
     this node's inbox and publishing what local tools add to writable collections."""
     import uvicorn
 
+    from tearline.clients.keyfile import Identity
     from tearline.gateway.app import create_app
+    from tearline.gateway.config import load_config
 
     try:
         settings = load_config(config)
@@ -84,6 +89,8 @@ def serve(
 def hash_secret_command() -> None:
     """Read a password (prompted, or one line on stdin) and print the hash to put in the
     configuration as a user's ``password`` or one of its ``tokens``."""
+    from tearline.gateway.config import hash_secret
+
     if sys.stdin.isatty():
         secret = typer.prompt("secret", hide_input=True, confirmation_prompt=True)
     else:
@@ -97,6 +104,8 @@ def hash_secret_command() -> None:
 def new_token() -> None:
     """Make a random bearer token: prints the token (give it to the tool) and its hash (put it
     in the user's ``tokens``)."""
+    from tearline.gateway.config import hash_secret
+
     token = secrets.token_urlsafe(32)
     typer.echo(f"token: {token}")
     typer.echo(f"hash:  {hash_secret(token)}")

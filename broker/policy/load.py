@@ -27,6 +27,7 @@ from tearline.broker.policy.folder import read_policy_folder
 from tearline.broker.policy.governed import is_governed, verify_governed
 from tearline.broker.policy.yamlfile import Path as FieldPath
 from tearline.broker.policy.yamlfile import dotted, line_of, load_yaml
+from tearline.clients import iri_grammar
 from tearline.clients.errors import IdentityError, LabelError, PolicyError
 from tearline.clients.policy.agreement import Agreement
 from tearline.clients.protocol.encoding import parse_time
@@ -62,9 +63,11 @@ def _schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
-    # Imported here, not above: importing jsonschema costs 2.4 s on this machine (its format
-    # checkers build rfc3987-syntax's grammar, installed for stix2-validator), which every
-    # `tearline` command and broker process would pay at start whether it reads YAML or not.
+    # Imported here, not above, and without building rfc3987-syntax's IRI grammar (2.4 s on
+    # this machine, for a format checker these schemas never use): clients.iri_grammar defers
+    # it to the first `iri` checked. Every `tearline` command and broker process would
+    # otherwise pay for it at start whether it reads YAML or not.
+    iri_grammar.defer()
     from jsonschema import Draft202012Validator
 
     # The operators schema reuses the partners schema's entry: both are registered by $id.

@@ -14,9 +14,13 @@ import os
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from tearline.clients.errors import InputError
+
+#: The content type of a STIX 2.1 payload (the envelope's default): here, with no cryptography
+#: imported, so that a command can name it as a default without loading the envelope.
+STIX_CONTENT_TYPE: Final = "application/stix+json;version=2.1"
 
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from tearline.clients.errors import EnvelopeError, IdentityError, InputError, LabelError
 from tearline.clients.protocol import crypto
+from tearline.clients.protocol.encoding import STIX_CONTENT_TYPE as STIX_CONTENT_TYPE
 from tearline.clients.protocol.encoding import (
     EncodingError,
     b64d,
@@ -47,7 +48,6 @@ from tearline.clients.protocol.label import Label, Scheme, label_digest
 
 VERSION: Final = 1
 PAYLOAD_TYPE: Final = b"application/vnd.tearline.header+json;version=1"
-STIX_CONTENT_TYPE: Final = "application/stix+json;version=2.1"
 _ENVELOPE_FIELDS: Final = frozenset({"header", "signatures", "ciphertext"})
 _HEADER_FIELDS: Final = frozenset(
     {"v", "id", "originator", "created", "suite", "content_type", "label",

@@ -7,11 +7,13 @@ development machine; medians of 7, written to bench/results/stix.json):
 - ``stix2validator.validate_parsed_json`` (stix2-validator 3.3.2: the STIX 2.1 JSON schemas and
   the specification's MUSTs): 2.9-3.3 s a bundle, about 3 ms an object (5.4 s with the machine
   busy); nearly all of it is jsonschema resolving ``$ref`` pointers, and caching validators gains
-  nothing. Importing it costs 2 s (1.5 s of which is rfc3987-syntax building a grammar for
-  jsonschema's format checker), once per process. It catches a missing ``id``, a bad timestamp
-  or one not to the millisecond, an id that is not ``type--UUID``, ``modified`` before
-  ``created``, an indicator pattern that does not parse, a missing required property, a
-  granular-marking selector that selects nothing, a TLP 1.0 definition under an unofficial id.
+  nothing. Importing it cost 2 s, 1.5 s of which was rfc3987-syntax building a grammar for
+  jsonschema's ``iri`` format checker, which the STIX schemas do not use: that grammar is now
+  built on the first ``iri`` checked, if any (:mod:`clients.iri_grammar`). It catches a
+  missing ``id``, a bad timestamp or one not to the millisecond, an id that is not
+  ``type--UUID``, ``modified`` before ``created``, an indicator pattern that does not parse, a
+  missing required property, a granular-marking selector that selects nothing, a TLP 1.0
+  definition under an unofficial id.
   With ``strict=False`` the SHOULDs (vocabularies, custom properties and object types not done
   as extensions, names and descriptions) are warnings, so bundles real tools write pass.
 - ``stix2.parse(..., allow_custom=True)`` (stix2 3.0.2, the object model): 0.55-0.6 s a bundle,
@@ -45,6 +47,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from tearline.clients import iri_grammar
 from tearline.clients.errors import StixError
 from tearline.clients.protocol.encoding import EncodingError, strict_loads
 from tearline.clients.protocol.label import Label
@@ -154,6 +157,7 @@ def _summary(findings: list[str]) -> str:
 def validate(bundle: Mapping[str, Any]) -> list[str]:
     """stix2-validator's errors for ``bundle`` (its warnings are not refusals); empty if valid,
     or if stix2-validator is not installed (logged)."""
+    iri_grammar.defer()  # importing it would otherwise build an IRI grammar it never uses
     try:
         from stix2validator import ValidationOptions, validate_parsed_json
         from stix2validator.errors import ValidationError

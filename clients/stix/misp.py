@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tearline.clients import iri_grammar
 from tearline.clients.errors import StixError
 from tearline.clients.protocol.encoding import EncodingError, compact_json, strict_loads
 from tearline.clients.protocol.label import Label
@@ -106,6 +107,7 @@ def bundle_from_misp(event: Mapping[str, Any] | bytes | str, label: Label) -> di
             code="stix_marking_conflict",
             details={"objects": conflicts[:50], "count": len(conflicts)},
         )
+    iri_grammar.defer()  # misp-stix imports jsonschema too
     try:
         from misp_stix_converter import MISPtoSTIX21Parser
     except ImportError:
