@@ -40,6 +40,7 @@ from http_message_signatures import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tearline.broker.store import keys
 from tearline.clients.errors import AuthenticationError, UnavailableError
 from tearline.clients.httpsig import ALGORITHM_ID, Ed25519Algorithm, RequestView
 from tearline.clients.protocol import crypto
@@ -348,7 +349,7 @@ def _one_signature(fields: Mapping[str, str]) -> None:
 
 def nonce_key(auth: Authenticated) -> str:
     # Per partner: one partner cannot burn another's nonces.
-    return f"tl:nonce:{auth.partner}:{auth.nonce}"
+    return keys.nonce_key(auth.partner, auth.nonce)
 
 
 def nonce_ttl_s(replay_window_s: int) -> int:
