@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tearline.broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
 from tearline.broker.memory import STORE_FULL_RETRY_AFTER_S
 from tearline.broker.settings import Settings
+from tearline.broker.signatures import Authenticated, nonce_key, nonce_ttl_s, replayed
 from tearline.broker.state import BrokerState
 from tearline.broker.store import NewReport, Quotas, Stored
 from tearline.clients.errors import (

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tearline.broker.auth import Authenticated, nonce_key, remember_nonce, verify_request
+from tearline.broker.auth import remember_nonce
+from tearline.broker.signatures import Authenticated, nonce_key, verify_request
 from tearline.clients.errors import AuthenticationError, UnavailableError
 from tearline.clients.httpsig import sign_request, signing_key_of
 from tests.factories import NOW, identity, registry
