@@ -1,30 +1,26 @@
-"""Loading ``policies/``: schema validation, then cross-reference checks, then a :class:`Policy`.
+"""Checking ``policies/`` as read: schema validation, then cross-reference checks, then a
+:class:`Policy`. Pure: the folder's names and bytes and ``now`` in, the policy and its problems out.
 
 Every problem names the file, the line and the field. All problems are collected, so an
 operator fixes a broken policy folder in one pass; the first becomes the exception's message.
 
-:func:`check_files` is pure: it checks the bytes :func:`~broker.policy.folder.read_policy_folder`
-read, so the policy loaded and the fingerprint it is known by come from the same read.
+The bytes are what :func:`~broker.policy.folder.read_policy_folder` read, so the policy loaded and
+the fingerprint it is known by come from the same read; reading the folder and the clock is
+:mod:`broker.policy.load`'s, the edge.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from referencing import Registry as SchemaRegistry
-from referencing import Resource
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
 
 from tearline.broker.policy.engine import Policy
 from tearline.broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
-from tearline.broker.policy.folder import read_policy_folder
 from tearline.broker.policy.governed import is_governed, verify_governed
+from tearline.broker.policy.schema import validator
 from tearline.broker.policy.yamlfile import Path as FieldPath
 from tearline.broker.policy.yamlfile import dotted, line_of, load_yaml
 from tearline.clients.errors import IdentityError, LabelError, PolicyError
@@ -32,9 +28,6 @@ from tearline.clients.policy.agreement import Agreement
 from tearline.clients.protocol.encoding import parse_time
 from tearline.clients.protocol.identity import KeyRecord, Partner, Registry
 from tearline.clients.protocol.label import Scheme
-
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
 
 REGISTRY = "governance/registry.json"
 
@@ -50,28 +43,6 @@ class Problem:
         where = f"{self.file}:{self.line}" if self.line else self.file
         at = f" (field {self.field})" if self.field else ""
         return f"{where}: {self.message}{at}"
-
-
-@cache
-def _schema(name: str) -> dict[str, Any]:
-    schemas = resources.files("tearline.broker.policy").joinpath("schemas")
-    text = schemas.joinpath(f"{name}.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
-def _validator(name: str) -> Draft202012Validator:
-    # Imported here, not above: importing jsonschema costs 2.4 s on this machine (its format
-    # checkers build rfc3987-syntax's grammar, installed for stix2-validator), which every
-    # `tearline` command and broker process would pay at start whether it reads YAML or not.
-    from jsonschema import Draft202012Validator
-
-    # The operators schema reuses the partners schema's entry: both are registered by $id.
-    known = SchemaRegistry().with_resources(
-        (s["$id"], Resource.from_contents(s)) for s in map(_schema, ("partners", "operators"))
-    )
-    return Draft202012Validator(_schema(name), registry=known)
 
 
 @dataclass
@@ -108,7 +79,7 @@ class _Collector:
             self.problems.append(Problem(name, exc.line, exc.field, exc.problem))
             return None
         doc = _Doc(name, data, lines)
-        errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+        errors = sorted(validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
         for err in errors:
             at: FieldPath = tuple(err.absolute_path)
             if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -127,15 +98,8 @@ def _schema_message(err: Any) -> str:
     return str(err.message)
 
 
-def check_policies(
-    root: Path | str, *, now: datetime | None = None
-) -> tuple[Policy | None, list[Problem]]:
-    """Read, load and check a policy folder; the policy (None if invalid) and every problem."""
-    return check_files(read_policy_folder(Path(root)), now=now)
-
-
 def check_files(
-    files: PolicyFiles, *, logged: Sequence[bytes] = (), now: datetime | None = None
+    files: PolicyFiles, *, now: datetime, logged: Sequence[bytes] = ()
 ) -> tuple[Policy | None, list[Problem]]:
     """Load and check a policy folder as read; the policy (None if invalid) and every problem.
 
@@ -147,7 +111,7 @@ def check_files(
     if not files.listed:
         return None, c.problems
     if is_governed(files.contents) or any(p.startswith("governance/") for p in files.unread):
-        return _check_governed(files, c, logged, now or datetime.now(UTC))
+        return _check_governed(files, c, logged, now)
     scheme_doc = c.read(SCHEME, "scheme")
     partners_doc = c.read(PARTNERS, "partners")
     agreement_files = sorted(n for n in files.contents if n.startswith(f"{AGREEMENTS}/"))
@@ -214,7 +178,7 @@ def _check_governed(
     agreements = []
     for path, terms in governed.agreements.values():
         doc = _Doc(path, terms, {})
-        errors = list(_validator("agreement").iter_errors(terms))
+        errors = list(validator("agreement").iter_errors(terms))
         found = [doc.problem(tuple(e.absolute_path), _schema_message(e)) for e in errors]
         if not found:
             found = list(_check_agreement(doc, scheme, registry))
@@ -245,12 +209,7 @@ def _check_operators(doc: _Doc, operators: Registry, partners: Registry) -> Iter
                 )
 
 
-def load_policies(root: Path | str, *, now: datetime | None = None) -> Policy:
-    """Load a policy folder or raise :class:`PolicyError` naming the first problem."""
-    return load_files(read_policy_folder(Path(root)), now=now)
-
-
-def load_files(files: PolicyFiles, *, now: datetime | None = None) -> Policy:
+def load_files(files: PolicyFiles, *, now: datetime) -> Policy:
     """The policy in ``files`` (as read), or :class:`PolicyError` naming the first problem."""
     policy, problems = check_files(files, now=now)
     if policy is None:
@@ -329,7 +288,7 @@ def _check_agreement(
     doc: _Doc, scheme: Scheme | None, registry: Registry | None
 ) -> Iterator[Problem]:
     data = doc.data
-    stem = Path(doc.file).stem
+    stem = PurePosixPath(doc.file).stem
     if doc.file.startswith("governance/"):  # named agreement-<id>.json, checked when verified
         stem = stem.removeprefix("agreement-")
     if data["id"] != stem:
