@@ -19,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tearline.broker import installed  # noqa: F401  (first: an SDK-only install stops here)
+from tearline.broker.policy.check import check_files
 from tearline.broker.policy.fingerprint import fingerprint
 from tearline.broker.policy.folder import read_policy_folder
-from tearline.broker.policy.load import check_files, check_policies
+from tearline.broker.policy.load import check_policies
 from tearline.clients.errors import TearlineError
 from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
 from tearline.clients.protocol.label import Label
@@ -52,7 +53,7 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
     files the broker would not read included. On success, print the folder's fingerprint: a
     running broker shows the one in force in GET /v1/status."""
     files = read_policy_folder(policies)
-    policy, problems = check_files(files)
+    policy, problems = check_files(files, now=datetime.now(UTC))
     if policy is None:
         for problem in problems:
             typer.echo(str(problem), err=True)

@@ -13,7 +13,8 @@ import typer
 
 from tearline.clients.errors import TearlineError
 from tearline.clients.keyfile import Identity
-from tearline.gateway.config import hash_secret, load_config
+from tearline.gateway.config import hash_secret
+from tearline.gateway.configfile import load_config
 
 gateway_app = typer.Typer(
     help="A TAXII 2.1 server for this partner node: what it receives, and collections to share "
