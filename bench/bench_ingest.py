@@ -24,12 +24,12 @@ import redis.asyncio as aioredis
 import yaml
 
 from bench._timing import rate, write
-from tearline.broker.auth import Authenticated, verify_request
 from tearline.broker.embedded import EmbeddedRedis
 from tearline.broker.ingest import accept_report
 from tearline.broker.keys import load_or_create
 from tearline.broker.policy.load import load_policies
 from tearline.broker.settings import Settings
+from tearline.broker.signatures import Authenticated, verify_request
 from tearline.broker.state import BrokerState
 from tearline.broker.store import Store
 from tearline.clients.httpsig import sign_request, signing_key_of

@@ -53,12 +53,12 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
     """Exit 0 when the policy folder is valid; otherwise list every problem (file:line, field),
     files the broker would not read included. On success, print the folder's fingerprint: a
     running broker shows the one in force in GET /v1/status."""
+    from tearline.broker.policy.check import check_files
     from tearline.broker.policy.fingerprint import fingerprint
     from tearline.broker.policy.folder import read_policy_folder
-    from tearline.broker.policy.load import check_files
 
     files = read_policy_folder(policies)
-    policy, problems = check_files(files)
+    policy, problems = check_files(files, now=datetime.now(UTC))
     if policy is None:
         for problem in problems:
             typer.echo(str(problem), err=True)

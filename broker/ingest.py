@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tearline.broker.auth import Authenticated, nonce_key, nonce_ttl_s, replayed
 from tearline.broker.memory import STORE_FULL_RETRY_AFTER_S
 from tearline.broker.settings import Settings
+from tearline.broker.signatures import Authenticated, nonce_ttl_s, replayed
 from tearline.broker.state import BrokerState
-from tearline.broker.store import NewReport, Quotas, Stored
+from tearline.broker.store import NewReport, Quotas, Stored, keys
 from tearline.clients.errors import (
     ConflictError,
     DeniedError,
@@ -107,7 +107,7 @@ async def accept_reports(
     stored = await state.store.ingest(
         [r for _, r, _ in new],
         retention_ms=state.settings.retention_days * 86_400_000,
-        nonce_key="" if nonce_checked else nonce_key(caller),
+        nonce_key="" if nonce_checked else keys.nonce_key(caller.partner, caller.nonce),
         nonce_ttl_s=nonce_ttl_s(state.settings.replay_window_s),
         quotas=quotas(state.settings),
     )

@@ -14,15 +14,16 @@ import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tearline.broker.policy.check import Problem, check_files
 from tearline.broker.policy.fingerprint import PARTNERS, PolicyFiles, fingerprint
 from tearline.broker.policy.folder import read_policy_folder
 from tearline.broker.policy.governed import is_governed
-from tearline.broker.policy.load import Problem, check_files
 from tearline.broker.policy.yamlfile import load_yaml
 from tearline.clients.errors import IdentityError, InputError, PolicyError
 from tearline.clients.protocol.identity import Partner
@@ -97,7 +98,8 @@ def add_partner(policies: Path, entry: dict[str, Any], *, replace: bool = False)
             "(`tearline registry propose`), have it signed (`tearline registry sign`), then "
             f"`tearline registry publish FILE --policies {policies}`"
         )
-    before, problems = check_files(files)
+    now = datetime.now(UTC)  # one reading for both checks
+    before, problems = check_files(files, now=now)
     if before is None:
         raise PartnerFileError(
             f"{policies} does not pass `tearline policy check` as it is; fix it first", problems
@@ -129,7 +131,7 @@ def add_partner(policies: Path, entry: dict[str, Any], *, replace: bool = False)
     after_files = PolicyFiles(
         {**files.contents, PARTNERS: new_text.encode("utf-8")}, files.unread, files.listed
     )
-    after, problems = check_files(after_files)
+    after, problems = check_files(after_files, now=now)
     if after is None:
         raise PartnerFileError(
             f"{pid} not added: {policies} would not pass `tearline policy check`", problems

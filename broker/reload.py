@@ -25,6 +25,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from tearline.broker.metrics import POLICY_RELOADS
+from tearline.broker.policy.check import check_files, load_files
 from tearline.broker.policy.engine import Policy
 from tearline.broker.policy.fingerprint import (
     Fingerprint,
@@ -35,7 +36,6 @@ from tearline.broker.policy.fingerprint import (
 )
 from tearline.broker.policy.folder import read_policy_folder
 from tearline.broker.policy.governed import is_governed
-from tearline.broker.policy.load import check_files, load_files
 from tearline.broker.policy.record import Outcome, PolicyReloads, Refusal
 from tearline.broker.state import BrokerState
 from tearline.clients.protocol.encoding import format_time

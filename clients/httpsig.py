@@ -3,7 +3,7 @@
 Every request a partner sends carries one signature, labelled ``sig1``, made with the partner's
 Ed25519 ``sig`` key over ``@method`` and ``@target-uri``, plus ``content-digest`` (RFC 9530,
 SHA-256) when there is a body, with the parameters ``created``, ``keyid``, ``alg="ed25519"`` and
-``nonce``. ``broker.auth`` checks it.
+``nonce``. ``broker.signatures`` checks it.
 
 Pure: the caller passes the time (``created``) and the nonce and gets back the headers to add;
 nothing here reads a clock, a file or the network.

@@ -14,10 +14,12 @@ import contextlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
@@ -30,7 +32,7 @@ from tearline.gateway import sync, writer
 from tearline.gateway.auth import CHALLENGE, Authenticator, FailureBudget
 from tearline.gateway.config import RECEIVED, GatewayConfig, User, WritableCollection
 from tearline.gateway.node import LoopThread, NodePublisher
-from tearline.gateway.store import Store
+from tearline.gateway.store import Store, clock_us
 from tearline.gateway.taxii import (
     MEDIA_TYPE_STIX,
     MEDIA_TYPE_TAXII,
@@ -42,7 +44,6 @@ from tearline.gateway.taxii import (
     envelope,
     is_taxii_content_type,
     manifest,
-    now_us,
     parse_query,
     status_resource,
     versions,
@@ -75,7 +76,7 @@ class Gateway:
     auth: Authenticator
     failures: FailureBudget
     publisher: writer.Publisher | None = None
-    clock: Callable[[], int] = now_us
+    clock: Callable[[], int] = clock_us
     #: The ``Host`` values the configuration names (``public_url``, ``names``).
     names: frozenset[str] = frozenset()
 
@@ -431,7 +432,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(config.database)
+        store = Store(Path(config.database))
         ended = store.end_pending(
             "interrupted: the gateway stopped before the broker answered; look for the report "
             "with `tearline` before sending it again"
@@ -447,7 +448,7 @@ def create_app(
             me=identity.partner,
             store=store,
             auth=Authenticator(config.users),
-            failures=FailureBudget(),
+            failures=FailureBudget(clock=time.monotonic),
             publisher=publisher or NodePublisher(partner, node),
             names=config.authorities(),
         )

@@ -1,5 +1,6 @@
 """Local authentication of the tools that connect to the gateway: HTTP Basic (a user's password)
-or a bearer token, both checked against the stored hashes of :mod:`gateway.config`. Pure.
+or a bearer token, both checked against the stored hashes of :mod:`gateway.config`. Pure: the
+failure budget's clock is the caller's.
 
 A stored hash costs a deliberate few tens of milliseconds to check, so a credential that
 verified is remembered, keyed by an HMAC of it under a key that lives only in this process;
@@ -14,7 +15,6 @@ import binascii
 import hashlib
 import hmac
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -33,13 +33,15 @@ class _Bucket:
 
 
 class FailureBudget:
-    """At most ``burst`` failed logins from one address, refilled at ``rate_per_s``."""
+    """At most ``burst`` failed logins from one address, refilled at ``rate_per_s``; ``clock``
+    (seconds, monotonic: ``time.monotonic`` at the edge) is the caller's."""
 
     def __init__(
         self,
+        *,
+        clock: Callable[[], float],
         rate_per_s: float = 1.0,
         burst: int = 10,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst

@@ -55,7 +55,7 @@ def serve(
 
     from tearline.clients.keyfile import Identity
     from tearline.gateway.app import create_app
-    from tearline.gateway.config import load_config
+    from tearline.gateway.configfile import load_config
 
     try:
         settings = load_config(config)

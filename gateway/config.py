@@ -1,5 +1,5 @@
-"""The gateway's configuration file (YAML) and its local users' secrets. Pure but for reading the
-file.
+"""The gateway's configuration (YAML) and its local users' secrets. Pure: the file's text in, the
+configuration out; reading the file is :func:`gateway.configfile.load_config`'s, at the edge.
 
 Secrets are never stored in the clear: a password or bearer token is kept as
 ``scrypt$N$r$p$<salt>$<hash>`` (or ``pbkdf2-sha256$<iterations>$<salt>$<hash>``), salt and hash
@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -157,8 +157,8 @@ class WritableCollection:
 @dataclass(frozen=True)
 class GatewayConfig:
     broker: str
-    identity: Path
-    database: Path
+    identity: PurePath
+    database: PurePath
     host: str = "127.0.0.1"
     port: int = 9400
     api_root: str = "tearline"
@@ -258,7 +258,7 @@ def _names(value: object) -> tuple[str, ...]:
     return names
 
 
-def parse_config(data: object, base: Path) -> GatewayConfig:
+def parse_config(data: object, base: PurePath) -> GatewayConfig:
     """The configuration from a parsed YAML document; relative paths are from ``base``."""
     top = _mapping(data, "the gateway configuration")
     unknown = sorted(set(top) - _TOP)
@@ -349,16 +349,14 @@ def _user(name: object, spec: object) -> User:
     )
 
 
-def load_config(path: Path) -> GatewayConfig:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the gateway configuration {path}: {exc.strerror}") from None
+def parse_config_text(text: str, source: str, base: PurePath) -> GatewayConfig:
+    """The configuration in ``text``, the YAML of the file ``source`` (named in errors); relative
+    paths are from ``base``."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
     try:
-        return parse_config(data, path.parent)
+        return parse_config(data, base)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}") from None
+        raise ConfigError(f"{source}: {exc.message}") from None

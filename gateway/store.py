@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from tearline.gateway.taxii import (
     Page,
     Query,
     Row,
+    epoch_us,
     facts,
     format_timestamp,
     make_page,
@@ -32,6 +34,13 @@ from tearline.gateway.taxii import (
 
 #: How long a status resource is kept (7 days), in microseconds.
 STATUS_RETENTION_US: Final = 7 * 86_400 * 1_000_000
+
+
+def clock_us() -> int:
+    """The gateway's clock: now, in microseconds since the epoch (``date_added``'s unit). Read
+    here, at the edge; the pure :mod:`gateway.taxii` is handed the value."""
+    return epoch_us(datetime.now(UTC))
+
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS objects (

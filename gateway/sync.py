@@ -21,8 +21,7 @@ from tearline.clients.partner import Delivery, Gap, Recall, Report
 from tearline.clients.stix.markings import tlp_rank
 from tearline.clients.stix.stamp import stamp_report
 from tearline.gateway.config import FROM_PREFIX, RECEIVED
-from tearline.gateway.store import Store, Stored
-from tearline.gateway.taxii import now_us
+from tearline.gateway.store import Store, Stored, clock_us
 
 log = logging.getLogger("tearline.gateway")
 
@@ -86,7 +85,7 @@ def stamped(report: Report, objects: list[Any]) -> list[Any]:
     return out
 
 
-async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = now_us) -> None:
+async def handle(delivery: Delivery, store: Store, clock: Callable[[], int] = clock_us) -> None:
     """Store (or remove) what ``delivery`` says, then acknowledge it. Raises if the store
     fails: the delivery is then not acknowledged, and comes back."""
     if isinstance(delivery, Report):
@@ -141,7 +140,7 @@ async def run(
     store: Store,
     *,
     consumer: str = "gateway",
-    clock: Callable[[], int] = now_us,
+    clock: Callable[[], int] = clock_us,
     resubscribe_s: float = RESUBSCRIBE_S,
 ) -> None:
     """Follow the node's inbox until cancelled. The SDK reconnects through outages itself;

@@ -155,8 +155,9 @@ def format_timestamp(us: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{micro:06d}Z"
 
 
-def now_us(moment: datetime | None = None) -> int:
-    moment = moment or datetime.now(UTC)
+def epoch_us(moment: datetime) -> int:
+    """``moment`` (timezone-aware) as microseconds since the epoch, as ``date_added`` is kept; the
+    clock is read by the caller (:func:`gateway.store.clock_us`)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from tearline.broker.api.errors import RequestShapeError
-from tearline.broker.auth import Authenticated, remember_nonce, verify_request
+from tearline.broker.auth import remember_nonce
 from tearline.broker.metrics import AUTH_FAILURES
+from tearline.broker.signatures import Authenticated, verify_request
 from tearline.broker.state import BrokerState
 from tearline.clients.errors import (
     AuthenticationError,

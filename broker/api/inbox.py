@@ -16,10 +16,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from tearline.broker.api.deps import Body, Caller, State, body_schema, json_body
 from tearline.broker.api.errors import error_body, redis_outage
 from tearline.broker.api.reports import errors
-from tearline.broker.auth import Authenticated
 from tearline.broker.delivery import Delivered, next_batch
 from tearline.broker.metrics import DELIVERIES
 from tearline.broker.settings import LONG_POLL_LIMIT_S
+from tearline.broker.signatures import Authenticated
 from tearline.broker.state import BrokerState
 from tearline.clients.errors import InputError, TearlineError
 

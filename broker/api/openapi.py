@@ -30,7 +30,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from tearline.broker.api.reports import ERROR_SCHEMA
-from tearline.broker.auth import MAX_FUTURE_S
+from tearline.broker.signatures import MAX_FUTURE_S
 from tearline.clients.httpsig import ALGORITHM_ID, LABEL
 
 PARTNER_SCHEME: Final = "partnerSignature"

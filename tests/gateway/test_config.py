@@ -11,10 +11,10 @@ from tearline.gateway.config import (
     ConfigError,
     check_secret_format,
     hash_secret,
-    load_config,
     parse_config,
     verify_secret,
 )
+from tearline.gateway.configfile import load_config
 
 FAST_N = 2**10  # the tests' scrypt cost; the default is 2**14
 

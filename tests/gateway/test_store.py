@@ -4,6 +4,7 @@ repeats nothing while reports keep arriving."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +170,13 @@ def test_paging_skips_and_repeats_nothing_while_reports_arrive(store: Store) -> 
             n += 5
         writer.close()
 
+    def wait_for_an_insert(after: int) -> None:
+        # Each page is read after at least one more report arrived: on a busy machine the
+        # writer thread could otherwise not run at all while the pages are read.
+        deadline = time.monotonic() + 30
+        while len(inserted) <= after and time.monotonic() < deadline:
+            time.sleep(0.001)
+
     thread = threading.Thread(target=keep_inserting)
     thread.start()
     seen: list[str] = []
@@ -176,6 +184,7 @@ def test_paging_skips_and_repeats_nothing_while_reports_arrive(store: Store) -> 
         token: str | None = None
         pages = 0
         while True:
+            wait_for_an_insert(len(inserted))
             pairs = [("limit", "7"), ("match[version]", "all")] + (
                 [("next", token)] if token else []
             )

@@ -13,7 +13,9 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tearline.broker.auth import Authenticated, nonce_key, remember_nonce, verify_request
+from tearline.broker.auth import remember_nonce
+from tearline.broker.signatures import Authenticated, verify_request
+from tearline.broker.store.keys import nonce_key
 from tearline.clients.errors import AuthenticationError, UnavailableError
 from tearline.clients.httpsig import sign_request, signing_key_of
 from tests.factories import NOW, identity, registry
@@ -51,7 +53,7 @@ async def test_first_use_passes_replay_is_refused_another_nonce_passes(client: R
 async def test_the_record_expires_after_twice_the_window(client: Redis) -> None:
     auth = _auth()
     await remember_nonce(client, auth, WINDOW)
-    ttl = await client.ttl(nonce_key(auth))
+    ttl = await client.ttl(nonce_key(auth.partner, auth.nonce))
     assert WINDOW < ttl <= 2 * WINDOW
 
 

@@ -42,9 +42,12 @@ def test_the_wheel_installs_one_import_root(wheel: Path) -> None:
     top = {n.split("/")[0] for n in names}
     assert top == {"tearline", next(t for t in top if t.endswith(".dist-info"))}
     # The folders' packages are in it under the root, with the broker's schemas.
-    for module in ("clients/partner.py", "broker/store.py", "gateway/taxii.py"):
+    for module in ("clients/partner.py", "broker/store/__init__.py", "gateway/taxii.py"):
         assert f"tearline/{module}" in names
     assert any(n.startswith("tearline/broker/policy/schemas/") for n in names)
+    # The store's Lua scripts, package data it reads at import.
+    for script in ("ingest.lua", "release.lua", "log_append.lua"):
+        assert f"tearline/broker/store/scripts/{script}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     with zipfile.ZipFile(wheel) as archive:
         declared = archive.read(entry_points).decode()

@@ -1,4 +1,5 @@
-"""RFC 9421 request signatures: the SDK signs (clients.httpsig), the broker verifies (broker.auth).
+"""RFC 9421 request signatures: the SDK signs (clients.httpsig), the broker verifies
+(broker.signatures).
 
 Real Ed25519 keys throughout; each refusal is a signed request with exactly one thing wrong.
 """
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from tearline.broker.auth import MAX_FUTURE_S, Authenticated, verify_request
+from tearline.broker.signatures import MAX_FUTURE_S, Authenticated, verify_request
 from tearline.clients.errors import AuthenticationError, IdentityError
 from tearline.clients.httpsig import sign_request, signing_key_of
 from tearline.clients.protocol import crypto

@@ -38,8 +38,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.requests import Request
 
-from tearline.broker import auth
 from tearline.broker import keys as broker_keys
+from tearline.broker import signatures
 from tearline.broker.api.deps import target_uri
 from tearline.broker.api.errors import STATUS, RequestShapeError, error_response, redis_outage
 from tearline.broker.api.inbox import Entry, InboxPage, entry_event, error_event
@@ -203,7 +203,7 @@ def _default(name: str) -> Any:
 
 
 def render_constants() -> str:
-    window = auth.DEFAULT_REPLAY_WINDOW_S
+    window = signatures.DEFAULT_REPLAY_WINDOW_S
     wrapped = {
         "classic": envelope._WRAPPED_KEY_BYTES[crypto.X25519],
         "pq-hybrid": envelope._WRAPPED_KEY_BYTES[crypto.ML_KEM_768_X25519],
@@ -236,11 +236,11 @@ def render_constants() -> str:
         ),
         (
             "request `created`, newest accepted",
-            f"now + {auth.MAX_FUTURE_S} s (`MAX_FUTURE_S`)",
+            f"now + {signatures.MAX_FUTURE_S} s (`MAX_FUTURE_S`)",
         ),
         (
             "request nonce",
-            f"`{auth.NONCE.pattern}`, remembered per partner for {2 * window} s",
+            f"`{signatures.NONCE.pattern}`, remembered per partner for {2 * window} s",
         ),
         (
             "envelope `created` at ingest",
@@ -588,14 +588,14 @@ def render_error_responses() -> str:
     return _http_response(refused) + "\n\n" + _http_response(redis_outage(RedisConnectionError()))
 
 
-def request_check(v: dict[str, Any]) -> auth.Authenticated:
+def request_check(v: dict[str, Any]) -> signatures.Authenticated:
     from tests.unit.test_request_signature_vectors import check
 
     return check(v)
 
 
 def validate_refusal_table(text: str) -> None:
-    """Hand-written rows: the codes of broker.auth's docstring, in order, each with vectors of
+    """Hand-written rows: the codes of broker.signatures's docstring, in order, each with vectors of
     that code."""
     from tests.unit.test_request_signature_vectors import documented_codes, vectors
 

@@ -1,5 +1,5 @@
-"""The broker's two request-signature paths agree: the canonical fast path in ``broker.auth`` and
-the general one through the ``http-message-signatures`` library.
+"""The broker's two request-signature paths agree: the canonical fast path in
+``broker.signatures`` and the general one through the ``http-message-signatures`` library.
 
 Each case is a signed request with one thing changed; both paths must reach the same outcome
 (the same partner, or the same refusal code), and the canonical SDK form must really take the
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tearline.broker import auth
+from tearline.broker import signatures
 from tearline.clients.errors import AuthenticationError
 from tearline.clients.httpsig import sign_request, signing_key_of
 from tearline.clients.protocol.identity import Registry
@@ -41,14 +41,14 @@ def _signed(
 
 
 def _outcome(
-    path: Callable[..., auth.Authenticated | None],
+    path: Callable[..., signatures.Authenticated | None],
     method: str,
     url: str,
     headers: Headers,
     body: bytes,
 ) -> object:
-    fields = auth.combine_fields(headers.items())
-    resolver = auth._RegistryKeys(REG, NOW)
+    fields = signatures.combine_fields(headers.items())
+    resolver = signatures._RegistryKeys(REG, NOW)
     try:
         return path(method, url, fields, body, resolver, NOW.timestamp(), 60)
     except AuthenticationError as exc:
@@ -56,11 +56,11 @@ def _outcome(
 
 
 def _library(method: str, url: str, headers: Headers, body: bytes) -> object:
-    return _outcome(auth._verify_with_library, method, url, headers, body)
+    return _outcome(signatures._verify_with_library, method, url, headers, body)
 
 
 def _fast(method: str, url: str, headers: Headers, body: bytes) -> object:
-    return _outcome(auth._verify_canonical, method, url, headers, body)
+    return _outcome(signatures._verify_canonical, method, url, headers, body)
 
 
 def _replace(headers: Headers, name: str, old: str, new: str) -> Headers:
@@ -199,7 +199,7 @@ def test_both_paths_reach_the_same_outcome(
     if fast:
         assert taken == library
     try:
-        whole: object = auth.verify_request(method, url, headers, body, REG, now=NOW)
+        whole: object = signatures.verify_request(method, url, headers, body, REG, now=NOW)
     except AuthenticationError as exc:
         whole = exc.code
     assert whole == library
@@ -207,7 +207,7 @@ def test_both_paths_reach_the_same_outcome(
 
 def test_the_sdk_form_is_authenticated_by_the_fast_path() -> None:
     result = _fast("POST", URL, _signed(), BODY)
-    assert isinstance(result, auth.Authenticated)
+    assert isinstance(result, signatures.Authenticated)
     assert (result.partner, result.nonce, result.created) == ("GBR", NONCE, CREATED)
     assert result == _library("POST", URL, _signed(), BODY)
 

@@ -1,9 +1,9 @@
 """The fixed request-signature vectors (tests/vectors/request-signatures.json) against the broker.
 
-Every vector goes through :func:`broker.auth.verify_request` with the file's registry, ``now``
+Every vector goes through :func:`broker.signatures.verify_request` with the file's registry, ``now``
 and replay window, and must end as the file says: accepted as GBR-sig-1, or refused with its
 code. The file is what its generator writes, byte for byte; it names every refusal code of
-``broker.auth``; the SDK signs the accepted requests to the same bytes.
+``broker.signatures``; the SDK signs the accepted requests to the same bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from tearline.broker import auth
-from tearline.broker.auth import MAX_FUTURE_S, Authenticated, remember_nonce, verify_request
+from tearline.broker import signatures
+from tearline.broker.auth import remember_nonce
+from tearline.broker.signatures import MAX_FUTURE_S, Authenticated, verify_request
 from tearline.clients.errors import AuthenticationError
 from tearline.clients.httpsig import sign_request
 from tearline.clients.protocol.encoding import b64d
@@ -57,8 +58,8 @@ def check(vector: dict[str, Any]) -> Authenticated:
 
 
 def documented_codes() -> list[str]:
-    """The refusal codes ``broker.auth``'s docstring lists, in its order."""
-    doc = auth.__doc__ or ""
+    """The refusal codes ``broker.signatures``'s docstring lists, in its order."""
+    doc = signatures.__doc__ or ""
     listed = doc.partition("Refusal codes:")[2].partition("They name")[0]
     return re.findall(r"``([a-z_]+)``", listed)
 
@@ -69,7 +70,7 @@ def test_the_file_is_what_the_generator_writes() -> None:
 
 def test_the_files_clock_is_the_brokers() -> None:
     assert vectors()["max_future_s"] == MAX_FUTURE_S
-    assert vectors()["replay_window_s"] == auth.DEFAULT_REPLAY_WINDOW_S
+    assert vectors()["replay_window_s"] == signatures.DEFAULT_REPLAY_WINDOW_S
     assert vectors()["now_rfc3339"] == "2026-05-01T09:30:00Z"
 
 

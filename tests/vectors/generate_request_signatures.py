@@ -1,14 +1,15 @@
 """Regenerate ``request-signatures.json``: ``python tests/vectors/generate_request_signatures.py``.
 
-Fixed test vectors for RFC 9421 request signatures as the broker checks them (``broker.auth``):
-one accepted request at least, and at least one request for every way the broker refuses one,
-each with the method, URL, header field lines, body and the expected outcome; the registry and
-the clock (``now``) they are checked against are at the top of the file.
+Fixed test vectors for RFC 9421 request signatures as the broker checks them
+(``broker.signatures``): one accepted request at least, and at least one request for every way
+the broker refuses one, each with the method, URL, header field lines, body and the expected
+outcome; the registry and the clock (``now``) they are checked against are at the top of the
+file.
 
 Everything is fixed — keys derived from public seeds (TEST ONLY), ``now``, ``created``, nonces —
 and Ed25519 is deterministic, so a run rewrites the same bytes;
 ``tests/unit/test_request_signature_vectors.py`` checks that, and runs every vector through
-:func:`broker.auth.verify_request`.
+:func:`broker.signatures.verify_request`.
 
 The signature bases are built here by hand from RFC 9421 §2.5, not with the library the SDK and
 the broker use, so the vectors check that library against the RFC's text too.
@@ -33,7 +34,7 @@ OUT: Final = HERE / "request-signatures.json"
 NOW: Final = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
 NOW_S: Final = int(NOW.timestamp())
 REPLAY_WINDOW_S: Final = 60
-MAX_FUTURE_S: Final = 5  # broker.auth.MAX_FUTURE_S; the test checks they agree
+MAX_FUTURE_S: Final = 5  # broker.signatures.MAX_FUTURE_S; the test checks they agree
 NOT_BEFORE: Final = "2026-01-01T00:00:00Z"
 NOT_AFTER: Final = "2028-01-01T00:00:00Z"
 
@@ -497,7 +498,7 @@ def cases() -> list[Case]:
 def build() -> dict[str, Any]:
     return {
         "description": (
-            "Tearline RFC 9421 request signatures as the broker checks them (broker.auth). "
+            "Tearline RFC 9421 request signatures as the broker checks them (broker.signatures). "
             "Each vector is checked against `registry` at `now` with `replay_window_s`; "
             "`headers` lists the field lines in order (a name may repeat). TEST ONLY keys: "
             "never use them."
