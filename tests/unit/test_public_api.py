@@ -103,7 +103,11 @@ PURE_MODULES: list[Path] = sorted(
 )
 #: The one impure module a pure one may import: the JSON schemas shipped in the package, read
 #: once, fixed at installation like the code itself (never the operator's files).
-PURE_MAY_IMPORT: Final = {ROOT / "broker/policy/schema.py"}
+PURE_MAY_IMPORT: Final = {
+    ROOT / "broker/policy/schema.py",
+    # It moves when jsonschema's IRI grammar is built (to its first use), not what is checked.
+    ROOT / "clients/iri_grammar.py",
+}
 
 FORBIDDEN_IN_PURE_CODE = (
     *("redis", "httpx", "httpx_sse", "fastapi", "starlette", "uvicorn", "socket", "ssl"),
@@ -156,7 +160,10 @@ def _purity_violations(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             imported = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            imported = [node.module]
+            # ``from package import module`` imports the module; the package's __init__ runs
+            # too, and Tearline's hold a docstring or names imported on first use only.
+            submodules = [f"{node.module}.{a.name}" for a in node.names]
+            imported = [] if set(submodules) <= modules.keys() else [node.module]
             found += [
                 f"{where}: from {node.module} import {a.name}"
                 for a in node.names
