@@ -211,7 +211,8 @@ def context_files(source: str, dockerignore: Path = DOCKERIGNORE) -> list[PurePo
     found = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(REPO).as_posix()
-        if path.is_file() and not skip(relative):
+        # A link is in the context as a link (tearline/broker -> ../broker), and COPY keeps it.
+        if (path.is_symlink() or path.is_file()) and not skip(relative):
             found.append(PurePosixPath(path.relative_to(root).as_posix()))
     return found
 

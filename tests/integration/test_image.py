@@ -159,7 +159,10 @@ def _copy(image: Image, step: Copy) -> None:
             origin = REPO / source / relative
             destination = target / relative if str(relative) != "." else target
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, destination)
+            if origin.is_symlink():  # as COPY does: the link itself, not what it points to
+                destination.symlink_to(origin.readlink())
+            else:
+                shutil.copy2(origin, destination)
         image.log.append(f"COPY {source} -> {landing(step, source)} ({len(files)} files)")
 
 
