@@ -20,16 +20,11 @@ from tearline.broker import installed  # noqa: F401  (first: an SDK-only install
 # What a command does (the policy loader and its yaml and jsonschema, the server, rich) is
 # imported in the command: registering this plugin, and `tearline --help`, import none of it.
 from tearline.clients.errors import TearlineError
-from tearline.clients.help_format import Group
+from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
 from tearline.clients.terminal import LABEL_HELP, console
 
-policy_app = typer.Typer(
-    help="Check and explain the policy folder.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+policy_app = group("Check and explain the policy folder.")
 
 PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy folder.")]
 
@@ -338,9 +333,7 @@ def demo(
         typer.echo(json.dumps(outcome, indent=2))
 
 
-audit_app = typer.Typer(
-    help="Check the audit trail.", no_args_is_help=True, rich_markup_mode=None, cls=Group
-)
+audit_app = group("Check the audit trail.")
 
 
 @audit_app.command("verify")
@@ -469,12 +462,7 @@ def init(
     typer.echo(next_steps(world))
 
 
-partner_app = typer.Typer(
-    help="Add partners to the policy folder.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+partner_app = group("Add partners to the policy folder.")
 
 
 @partner_app.command("add")

@@ -24,7 +24,7 @@ import typer
 # The governance core, its cryptography and yaml are imported where a command uses them, not
 # here: `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import TearlineError
-from tearline.clients.help_format import Group
+from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
 from tearline.clients.protocol.encoding import strict_loads as _json
 
@@ -37,31 +37,11 @@ if TYPE_CHECKING:
 D = TypeVar("D", bound="gd.Document")
 KEY_FIELDS = {"holder", "public", "private"}
 
-governance_app = typer.Typer(
-    help="Governance keys and the root (offline).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
-root_app = typer.Typer(
-    help="Draft and sign the root (offline).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+governance_app = group("Governance keys and the root (offline).")
+root_app = group("Draft and sign the root (offline).")
 governance_app.add_typer(root_app, name="root")
-registry_app = typer.Typer(
-    help="Propose, sign, verify registry versions.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
-agreement_app = typer.Typer(
-    help="Propose, sign, verify, stop agreements.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+registry_app = group("Propose, sign, verify registry versions.")
+agreement_app = group("Propose, sign, verify, stop agreements.")
 
 KeyOption = Annotated[Path, typer.Option("--key", help="Your governance key file (keygen's).")]
 OutOption = Annotated[Path, typer.Option("--out", help="The file to write; never overwritten.")]

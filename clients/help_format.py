@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 
+import typer
 import typer.core
 from typer import _click
 
@@ -34,3 +35,9 @@ class Group(typer.core.TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def group(help: str) -> typer.Typer:
+    """A command group as every ``tearline`` group is: plain-text help listed by :class:`Group`,
+    and its help shown when it is called without a command."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, cls=Group)

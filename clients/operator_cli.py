@@ -18,7 +18,7 @@ import typer
 # The operator's client (and its HTTP stack) and rich are imported by the commands that use
 # them: `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
-from tearline.clients.help_format import Group
+from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import format_time
 from tearline.clients.terminal import broker_url_problem, unreachable
 from tearline.clients.terminal import console as make_console
@@ -31,12 +31,7 @@ T = TypeVar("T")
 # What the broker accepts, checked here first so a typo is a usage error, not a round trip.
 STREAM_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
 
-dead_letters_app = typer.Typer(
-    help="List, inspect and replay a partner's dead letters (operators only).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+dead_letters_app = group("List, inspect and replay a partner's dead letters (operators only).")
 
 BrokerOption = Annotated[
     str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")

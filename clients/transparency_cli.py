@@ -19,25 +19,15 @@ import typer
 # `tearline --help` imports this module for the commands' signatures alone.
 from tearline.clients.errors import TearlineError
 from tearline.clients.governance_cli import _fail
-from tearline.clients.help_format import Group
+from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import format_time
 
 if TYPE_CHECKING:
     from tearline.clients.keyfile import Identity
     from tearline.clients.protocol.identity import KeyRecord
 
-log_app = typer.Typer(
-    help="The broker's transparency log (online).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
-keys_app = typer.Typer(
-    help="Watch the keys published under a partner id.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
-)
+log_app = group("The broker's transparency log (online).")
+keys_app = group("Watch the keys published under a partner id.")
 
 BrokerOption = Annotated[
     str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")

@@ -14,14 +14,11 @@ import typer
 # The gateway's configuration (pydantic), the SDK and the server are imported by the commands
 # that use them: registering this plugin, and `tearline --help`, import none of them.
 from tearline.clients.errors import TearlineError
-from tearline.clients.help_format import Group
+from tearline.clients.help_format import group
 
-gateway_app = typer.Typer(
-    help="A TAXII 2.1 server for this partner node: what it receives, and collections to share "
-    "through the broker.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    cls=Group,
+gateway_app = group(
+    "A TAXII 2.1 server for this partner node: what it receives, and collections to share "
+    "through the broker."
 )
 
 

@@ -10,8 +10,9 @@ SDK's HTTP stack. The broker is :mod:`tearline.broker`, the TAXII gateway :mod:`
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, Final
+
+from tearline.clients import lazy
 
 if TYPE_CHECKING:
     from tearline.clients.errors import (
@@ -209,13 +210,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
+    return lazy.load(__name__, _WHERE, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return lazy.names(globals(), __all__)

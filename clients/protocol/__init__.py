@@ -6,8 +6,9 @@ protocol, ``tearline.clients.protocol.encoding`` say, does not load the envelope
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any, Final
+
+from tearline.clients import lazy
 
 if TYPE_CHECKING:
     from tearline.clients.protocol.envelope import OpenedReport as OpenedReport
@@ -53,13 +54,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
+    return lazy.load(__name__, _WHERE, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return lazy.names(globals(), __all__)

@@ -90,6 +90,7 @@ PURE_MODULES: list[Path] = sorted(
         *(p for p in _python_files("clients/governance") if p.name != "node.py"),
         *_python_files("clients/stix"),
         ROOT / "clients/errors.py",
+        ROOT / "clients/lazy.py",
         ROOT / "clients/backoff.py",
         ROOT / "clients/httpsig.py",  # signing requests
         # The broker's policy from bytes; folder.py reads them, load.py reads them and the clock.
