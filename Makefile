@@ -14,8 +14,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
+# One worker per core (pytest-xdist): the suite waits on processes as much as it computes.
+# A test module stays in one worker, so a broker it shares is started once.
+PARALLEL := -n auto --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PARALLEL)
 
 lint: install
 	$(BIN)/ruff check .
@@ -45,7 +49,7 @@ $(LATEST)/.installed: pyproject.toml
 
 test-latest: $(LATEST)/.installed
 	$(LATEST)/bin/pip freeze --exclude-editable | diff requirements.lock - | grep '^[<>]' || true
-	$(LATEST)/bin/python -m pytest -q
+	$(LATEST)/bin/python -m pytest -q $(PARALLEL)
 
 # Rewrite requirements.lock from the newest versions allowed (then run the tests on it).
 lock: $(LATEST)/.installed

@@ -1,5 +1,5 @@
 """The Dockerfile, .dockerignore and docker-compose.yml read as Docker reads them, for the tests
-that check the image without a Docker engine (tests/unit/test_compose.py, and
+that check the image without a Docker engine (tests/integration/test_compose.py, and
 tests/integration/test_image.py, which builds what the Dockerfile builds in a virtualenv).
 
 Only what this repository's files use is understood (one stage, ``COPY`` of paths without
