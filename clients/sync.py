@@ -11,19 +11,25 @@ the acknowledgement (it also returns an awaitable that is already done, the pric
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
+import signal
+import threading
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
+    Callable,
     Coroutine,
     Generator,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import httpx
@@ -61,22 +67,59 @@ class LoopRunner:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on this client's loop.
 
-        As a task held here, so that an interruption escaping the loop while it waits
-        (KeyboardInterrupt from Ctrl-C, or from a SIGTERM handler) can cancel it: the coroutine
-        then unwinds where it stands, closing what it opened. Left pending, a subscription's
-        generator would stay "running" and refuse to close, and asyncio would complain at exit
-        of a task destroyed while pending.
+        As a task held here, so that an interruption (Ctrl-C, or SIGTERM where the CLI maps it
+        to Ctrl-C) can cancel it: the coroutine then unwinds where it stands, closing what it
+        opened, and KeyboardInterrupt is raised once it has. While the loop runs, the signal
+        only cancels the task, as ``asyncio.Runner`` does: a KeyboardInterrupt raised inside the
+        loop's own machinery could drop a callback halfway (a lock never released, a future
+        never woken) and leave the unwinding waiting for ever. A second interruption raises at
+        once.
         """
         task = self._loop.create_task(coro)
+        interrupted = False
+
+        def cancel(signum: int, frame: FrameType | None) -> None:
+            nonlocal interrupted
+            if interrupted or task.done():
+                raise KeyboardInterrupt
+            interrupted = True
+            task.cancel()
+            self._loop.call_soon_threadsafe(lambda: None)  # wake the loop if it sleeps
+
         try:
-            return self._loop.run_until_complete(task)
-        except BaseException:
+            with _interruptions_call(cancel):
+                result = self._loop.run_until_complete(task)
+        except BaseException as exc:
             if not task.done():
                 task.cancel()
                 self._loop.run_until_complete(asyncio.wait({task}))
             if not task.cancelled():
                 task.exception()  # retrieved: asyncio would otherwise log it at exit
+            if interrupted and isinstance(exc, asyncio.CancelledError):
+                raise KeyboardInterrupt from None
             raise
+        if interrupted:  # the coroutine caught the cancellation and returned: still stop
+            raise KeyboardInterrupt
+        return result
+
+
+@contextlib.contextmanager
+def _interruptions_call(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """While it lasts, a signal whose handler is Python's Ctrl-C one calls ``handler``
+    instead. Only the main thread may set handlers; other threads leave them as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    replaced = {
+        signum: signal.signal(signum, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is signal.default_int_handler
+    }
+    try:
+        yield
+    finally:
+        for signum, previous in replaced.items():
+            signal.signal(signum, previous)
 
 
 class Partner(LoopRunner):

@@ -380,7 +380,13 @@ class Subscriber:
 
     def stop(self, signum: int) -> int:
         self.process.send_signal(signum)
-        return self.process.wait(timeout=BOUND_S)
+        try:
+            return self.process.wait(timeout=BOUND_S)
+        except subprocess.TimeoutExpired:
+            # PYTHONFAULTHANDLER: SIGABRT writes every thread's stack to its stderr first.
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(timeout=BOUND_S)
+            pytest.fail(f"not stopped {BOUND_S} s after signal {signum}; its stderr:\n{self.log()}")
 
 
 @pytest.fixture
@@ -397,7 +403,7 @@ def subscriber_for(tmp_path: Path) -> Iterator[Callable[[str], Subscriber]]:
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
             )
         started.append(Subscriber(process, out, err))
         return started[-1]
