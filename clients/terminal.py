@@ -1,8 +1,8 @@
 """What the ``tearline`` commands say to a person: consoles that do not wrap piped output, the
 broker's URL checked before use, network failures and denial reasons in words.
 
-Shared by the partner commands, the operator commands of the SDK (``dead-letters``) and those
-of the broker (``broker.cli``), so every command words the same failure the same way.
+Shared by every command group (:mod:`clients.cli` and the plugins ``broker.cli`` and
+``gateway.cli``), so every command words the same failure the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +18,6 @@ if TYPE_CHECKING:
 #: Wide enough that no line a command prints is folded when its output goes to a file or a
 #: pipe (rich would fold at 80 columns there); a table is as wide as its content.
 PIPE_WIDTH: Final = 10_000
-
-#: What a label file holds (DESIGN §3), said where a user meets it: the help of --label.
-LABEL_HELP: Final = (
-    'A JSON file holding one label, like {"classification": "CONFIDENTIAL", "releasable_to": '
-    '["USA", "FVEY"], "tlp": "AMBER"}; optional: "topics", "caveats", "expires" (RFC 3339), '
-    '"policy". `tearline init` writes an example.'
-)
 
 #: Where every partner command finds the broker, and how to name another.
 BROKER_HINT: Final = "set the URL with --broker or TEARLINE_BROKER"
