@@ -154,10 +154,16 @@ def serve(
         typer.Option(help="Address to listen on (env TEARLINE_HOST, default 127.0.0.1)."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="Port (env TEARLINE_PORT, default 8000).")
+        int | None,
+        typer.Option(
+            min=0, max=65535, metavar="<port>", help="Port (env TEARLINE_PORT, default 8000)."
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (env TEARLINE_WORKERS, default 1).")
+        int | None,
+        typer.Option(
+            min=1, metavar="<n>", help="Worker processes (env TEARLINE_WORKERS, default 1)."
+        ),
     ] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:

@@ -54,9 +54,8 @@ IdentityOption = Annotated[
     typer.Option(
         "--identity",
         envvar="TEARLINE_IDENTITY",
-        help="The identity file this node signs with (ID.identity.json, as tearline keygen or "
-        "tearline init wrote it); an operator's for dead-letters, its key in the broker's "
-        "policies/operators.yaml.",
+        help="The identity file to sign with (ID.identity.json, as tearline keygen writes "
+        "it); for dead-letters, an operator's.",
     ),
 ]
 JsonOption = Annotated[
@@ -67,10 +66,11 @@ RootOption = Annotated[
     typer.Option(
         "--root",
         envvar="TEARLINE_ROOT",
-        help="The governance root you trust: its file (policies/governance/root-1.json as its "
-        "key holders signed it), or sha256:<hex> of that file where a digest is enough (a "
-        "command that asks the broker, which serves the document). Documents, and the broker's "
-        "log, are checked against it; only keys and agreements it vouches for are used.",
+        metavar="<path|sha256:hex>",
+        help="The governance root you trust: its file (root-1.json as its key holders "
+        "signed it), or sha256:<hex> of that file where the broker serves the document. "
+        "Documents and the broker's log are checked against it; only keys and agreements it "
+        "vouches for are used.",
     ),
 ]
 MemoryOption = Annotated[

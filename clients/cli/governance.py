@@ -294,11 +294,22 @@ def keygen(
 
 @root_app.command("new")
 def root_new(
-    threshold: Annotated[int, typer.Option(min=1, help="How many key holders must sign.")],
-    key: Annotated[list[Path], typer.Option("--key", help="A key file; only its public part.")],
+    threshold: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="How many key holders must sign.")
+    ],
+    key: Annotated[
+        list[Path],
+        typer.Option(
+            "--key",
+            metavar="<path>",
+            help="A holder's governance key file; only its public part is read. Repeatable.",
+        ),
+    ],
     expires: ExpiresOption,
     out: OutOption,
-    version: Annotated[int, typer.Option(min=1)] = 1,
+    version: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="The root's version; 1 for the first.")
+    ] = 1,
 ) -> None:
     """Write an unsigned root holding the keys' public parts."""
     with _refusals():
@@ -334,8 +345,9 @@ def registry_propose(
     add: Annotated[
         list[Path] | None,
         typer.Option(
+            metavar="<path>",
             help="A partner's ID.public.yaml (tearline keygen's) to add, or whose entry to "
-            "replace (new keys, a new status). Repeatable."
+            "replace (new keys, a new status). Repeatable.",
         ),
     ] = None,
     partners: Annotated[
@@ -343,7 +355,10 @@ def registry_propose(
     ] = None,
     scheme: Annotated[Path | None, typer.Option(help="With --partners: the scheme.yaml.")] = None,
     version: Annotated[
-        int | None, typer.Option(min=1, help="Newer than the trusted version (default: next).")
+        int | None,
+        typer.Option(
+            min=1, metavar="<n>", help="Newer than the trusted version (default: the next)."
+        ),
     ] = None,
     expires: Annotated[
         str | None,

@@ -98,7 +98,9 @@ def _what(letter: DeadLetter) -> str:
 def list_dead_letters(
     partner: Annotated[str, typer.Option("--partner", help="The partner whose dead letters.")],
     after: Annotated[str | None, typer.Option(help="Start after this dead letter id.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="<n>", help="At most this many.")
+    ] = 100,
     broker: BrokerOption = DEFAULT_BROKER,
     identity: IdentityOption = DEFAULT_IDENTITY,
     as_json: JsonOption = False,

@@ -65,7 +65,9 @@ def keygen(
     out: Annotated[Path, typer.Option(help="Folder to write the two files into.")],
     suite: SuiteOption = "classic",
     name: Annotated[str | None, typer.Option(help="Display name for the registry.")] = None,
-    valid_days: Annotated[int, typer.Option(min=1, help="Key validity in days.")] = 730,
+    valid_days: Annotated[
+        int, typer.Option(min=1, metavar="<days>", help="Key validity in days.")
+    ] = 730,
 ) -> None:
     """Make a partner's keys: OUT/ID.identity.json (private, mode 0600) and OUT/ID.public.yaml."""
     from tearline.clients.keyfile import generate, write_keypair
@@ -97,8 +99,20 @@ def publish(
     broker: BrokerOption = DEFAULT_BROKER,
     identity: IdentityOption = DEFAULT_IDENTITY,
     suite: SuiteOption = "classic",
-    content_type: Annotated[str, typer.Option()] = STIX_CONTENT_TYPE,
-    only: Annotated[list[str] | None, typer.Option(help="Share with only these partners.")] = None,
+    content_type: Annotated[
+        str,
+        typer.Option(
+            help="The payload's media type; a STIX 2.1 payload (this default) is checked "
+            "before it is sealed."
+        ),
+    ] = STIX_CONTENT_TYPE,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="<partner>",
+            help="Share with this partner only, of those entitled; repeat for several.",
+        ),
+    ] = None,
     require_all: Annotated[
         bool,
         typer.Option(
@@ -279,8 +293,10 @@ def subscribe(
             "(docs/stix-releasability.md).",
         ),
     ] = False,
-    once: Annotated[bool, typer.Option(help="One long poll, then exit.")] = False,
-    wait: Annotated[float, typer.Option(help="With --once: seconds to wait.")] = 5.0,
+    once: Annotated[bool, typer.Option("--once", help="One long poll, then exit.")] = False,
+    wait: Annotated[
+        float, typer.Option(metavar="<seconds>", help="With --once: how long to wait.")
+    ] = 5.0,
     consumer: Annotated[str, typer.Option(help="Subscriber session name.")] = "default",
     root: RootOption = None,
     memory: MemoryOption = None,
