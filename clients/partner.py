@@ -26,7 +26,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from httpx_sse import EventSource
@@ -39,18 +39,7 @@ from tearline.clients.errors import (
     TearlineError,
     error_for_status,
 )
-from tearline.clients.governance.log import SignedTreeHead
-from tearline.clients.governance.node import (
-    NodeMemory,
-    Verified,
-    all_entries,
-    checked_head,
-    verify_broker,
-)
-from tearline.clients.governance.policy import node_policy
-from tearline.clients.governance.trust import TrustedState
 from tearline.clients.http import SignedClient, utc_now
-from tearline.clients.policy.engine import Policy
 from tearline.clients.protocol.encoding import b64d
 from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from tearline.clients.protocol.identity import Identity, KeyRecord, Registry
@@ -66,6 +55,15 @@ from tearline.clients.subscription import (
     worth_retrying,
 )
 from tearline.clients.terminal import network_reason
+
+if TYPE_CHECKING:
+    # The governance core is imported by the methods that verify (a node with --root, the log
+    # commands): a node that trusts its broker's directory, as `tearline publish` does by
+    # default, never loads it.
+    from tearline.clients.governance.log import SignedTreeHead
+    from tearline.clients.governance.node import Verified
+    from tearline.clients.governance.trust import TrustedState
+    from tearline.clients.policy.engine import Policy
 
 log = logging.getLogger("tearline.client")
 
@@ -329,6 +327,8 @@ class AsyncPartner(SignedClient):
         GovernanceError or LogError, trusting nothing new, when the broker's answers do not
         verify. Documents change rarely: call it at start, then every few minutes, not per
         report."""
+        from tearline.clients.governance.node import NodeMemory, verify_broker
+
         directory = await self.directory(refresh=True)
         verified = await verify_broker(
             self._fetch,
@@ -342,6 +342,8 @@ class AsyncPartner(SignedClient):
         return verified
 
     def _set_trust(self, trust: TrustedState) -> None:
+        from tearline.clients.governance.policy import node_policy
+
         self._policy, left_out = node_policy(trust)
         self._trust = trust
         for aid, why in left_out.items():
@@ -368,6 +370,8 @@ class AsyncPartner(SignedClient):
     async def log_head(self, *, memory: Path | None = None) -> SignedTreeHead:
         """The broker's signed tree head, its signature checked; with ``memory``, also checked
         to extend the head remembered there (LogError if not), which it then replaces."""
+        from tearline.clients.governance.node import NodeMemory, checked_head
+
         directory = await self.directory()
         remembered = NodeMemory.load(memory)
         head = await checked_head(
@@ -384,6 +388,8 @@ class AsyncPartner(SignedClient):
 
     async def log_entries(self) -> tuple[SignedTreeHead, list[bytes]]:
         """Every document the log holds, with the head they were checked against."""
+        from tearline.clients.governance.node import all_entries
+
         head = await self.log_head()
         return head, await all_entries(self._fetch, head)
 

@@ -24,14 +24,11 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance.log import SignedTreeHead
-from tearline.clients.governance.node import Verified
-from tearline.clients.governance.trust import TrustedState
 from tearline.clients.partner import (
     AsyncPartner,
     Delivery,
@@ -44,6 +41,11 @@ from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE
 from tearline.clients.protocol.identity import Identity
 from tearline.clients.protocol.label import Label, Scheme
 from tearline.clients.protocol.receipt import Receipt
+
+if TYPE_CHECKING:  # imported where used, by AsyncPartner: see clients.partner
+    from tearline.clients.governance.log import SignedTreeHead
+    from tearline.clients.governance.node import Verified
+    from tearline.clients.governance.trust import TrustedState
 
 T = TypeVar("T")
 
