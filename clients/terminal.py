@@ -8,7 +8,6 @@ Shared by every command group (:mod:`clients.cli` and the plugins ``broker.cli``
 from __future__ import annotations
 
 import os
-import socket
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -56,6 +55,8 @@ def broker_url_problem(url: str) -> str | None:
 def network_reason(exc: BaseException) -> str:
     """What went wrong on the network, in words, from an error whose cause chain holds the
     httpx or OS error ("connection refused" rather than "All connection attempts failed")."""
+    import socket  # here, as httpx: only a command that failed on the network needs them
+
     import httpx  # here: the commands that name no broker need no HTTP stack
 
     seen: set[int] = set()
