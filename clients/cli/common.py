@@ -101,7 +101,12 @@ LabelOption = Annotated[
     ),
 ]
 SuiteOption = Annotated[
-    str, typer.Option("--suite", help="The cryptographic suite: classic or pq-hybrid.")
+    str,
+    typer.Option(
+        "--suite",
+        metavar="<classic|pq-hybrid>",
+        help="The cryptographic suite: classic, or pq-hybrid (post-quantum and classic keys).",
+    ),
 ]
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -110,6 +109,8 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
         _create(out, data)
         return out
     # Through a temporary file: a crash mid-write must not lose the signatures gathered so far.
+    import tempfile  # here: only signing in place needs it, not `tearline --help`
+
     tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(dir=document.parent, prefix=f".{document.name}.")
