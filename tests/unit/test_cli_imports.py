@@ -166,3 +166,31 @@ print(json.dumps([before, iri == real, ref == real_ref, iri, hasattr(rfc3987_syn
     assert same_ref
     assert iri == [False, True, False, True, False, False]
     assert real_module  # later importers get the real module
+
+
+DEFERRED = """
+import sys
+sys.argv = ["tearline", "--help"]
+from tearline.clients.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+from tearline.clients import iri_grammar
+iri_grammar.defer()
+import stix2validator  # it imports requests, to fetch a custom schema by URL
+before = type(sys.modules["requests"]).__name__
+import requests
+adapter = requests.adapters.HTTPAdapter  # the first attribute asked for loads the real module
+print("\\nDEFERRED", before, type(sys.modules["requests"]).__name__, adapter.__module__)
+"""
+
+
+def test_the_command_loads_requests_only_when_something_uses_it() -> None:
+    # stix2-validator's `requests` is never used by a `tearline` command; held back in the
+    # command's process, it loads (the real module, for good) the moment anything does use it.
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    said = done.stdout.rpartition("\nDEFERRED ")[2].split()
+    assert said == ["Deferred", "module", "requests.adapters"]
