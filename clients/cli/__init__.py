@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 import typer
 
-from tearline.clients.cli import deferred, governance, operator, partner, transparency
+from tearline.clients.cli import governance, operator, partner, transparency
 from tearline.clients.cli.common import fail
 from tearline.clients.help_format import Group
 
@@ -187,8 +187,6 @@ def main() -> None:
     # process never runs. Marked absent, httpx falls back to its stub `httpx.main`; nothing else
     # changes. Only here, in the command's own process: the SDK leaves an application's alone.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    # stix2-validator's `requests`, for a schema fetched by URL: see clients.cli.deferred.
-    deferred.defer("requests")
     for entry in entry_points(group="tearline.commands"):
         _load_plugin(app, entry)
     app()

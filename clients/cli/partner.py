@@ -159,6 +159,8 @@ def publish(
         raise fail(
             "--from-misp always checks the bundle it makes; drop --unsafe-skip-stix-checks", 2
         )
+    if not (unsafe_skip_stix_checks or from_misp):
+        _load_stix_validator(content_type)
     if from_misp:
         from tearline.clients.stix.misp import bundle_from_misp
 
@@ -203,6 +205,21 @@ def publish(
     except TearlineError as exc:
         raise fail(describe(exc, url, me.partner)) from None
     _print_receipt(receipt, plan, why, as_json)
+
+
+def _load_stix_validator(content_type: str) -> None:
+    """For a STIX payload, import the validator the SDK checks it with, holding back the
+    ``requests`` it imports to fetch schemas by URL, which tearline never asks of it (see
+    clients.cli.deferred). Without the validator installed, the SDK says so when it checks."""
+    from tearline.clients import iri_grammar
+    from tearline.clients.cli.deferred import held_back
+    from tearline.clients.stix.check import is_stix_content_type
+
+    if not is_stix_content_type(content_type):
+        return
+    iri_grammar.defer()  # before jsonschema, which the validator imports
+    with held_back("requests"), contextlib.suppress(ImportError):
+        import stix2validator  # noqa: F401
 
 
 def _why_not(plan: Release, me: str) -> dict[str, str]:

@@ -170,27 +170,26 @@ print(json.dumps([before, iri == real, ref == real_ref, iri, hasattr(rfc3987_syn
 
 DEFERRED = """
 import sys
-sys.argv = ["tearline", "--help"]
-from tearline.clients.cli import main
-try:
-    main()
-except SystemExit:
-    pass
 from tearline.clients import iri_grammar
+from tearline.clients.cli.deferred import held_back
 iri_grammar.defer()
-import stix2validator  # it imports requests, to fetch a custom schema by URL
-before = type(sys.modules["requests"]).__name__
-import requests
-adapter = requests.adapters.HTTPAdapter  # the first attribute asked for loads the real module
-print("\\nDEFERRED", before, type(sys.modules["requests"]).__name__, adapter.__module__)
+with held_back("requests"):
+    import stix2validator.validator  # it imports requests, to fetch a custom schema by URL
+bound = stix2validator.validator.requests
+after_import = [type(bound).__name__, "requests" in sys.modules]
+from requests.auth import AuthBase  # as pymisp imports it: an ordinary import, the real module
+real = type(sys.modules["requests"]).__name__
+get = bound.get  # the first attribute asked of the stand-in: the real module's
+print("\\nDEFERRED", *after_import, real, get is sys.modules["requests"].get, AuthBase.__module__)
 """
 
 
-def test_the_command_loads_requests_only_when_something_uses_it() -> None:
-    # stix2-validator's `requests` is never used by a `tearline` command; held back in the
-    # command's process, it loads (the real module, for good) the moment anything does use it.
+def test_the_stix_validator_loads_requests_only_when_something_uses_it() -> None:
+    # stix2-validator's `requests` is never used by a `tearline` command: held back while the
+    # validator is imported, it loads (the real module) the moment anything does use it, and
+    # every other import of it is an ordinary one.
     done = subprocess.run(
         [sys.executable, "-c", DEFERRED], capture_output=True, text=True, cwd=ROOT, check=True
     )
     said = done.stdout.rpartition("\nDEFERRED ")[2].split()
-    assert said == ["Deferred", "module", "requests.adapters"]
+    assert said == ["Deferred", "False", "module", "True", "requests.auth"]
