@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -19,14 +18,34 @@ from tearline.broker import installed  # noqa: F401  (first: an SDK-only install
 
 # What a command does (the policy loader and its yaml and jsonschema, the server, rich) is
 # imported in the command: registering this plugin, and `tearline --help`, import none of it.
+# The options, `fail` and the label reader every `tearline` command group shares.
+from tearline.clients.cli.common import (
+    DEFAULT_POLICIES,
+    JsonOption,
+    LabelOption,
+    PoliciesOption,
+    SuiteOption,
+    echo_json,
+    fail,
+    read_label,
+)
 from tearline.clients.errors import TearlineError
 from tearline.clients.help_format import group
-from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time, strict_loads
-from tearline.clients.terminal import LABEL_HELP, console
+from tearline.clients.protocol.encoding import EncodingError, format_time, parse_time
+from tearline.clients.terminal import console
 
 policy_app = group("Check and explain the policy folder.")
 
-PoliciesOption = Annotated[Path, typer.Option("--policies", help="The policy folder.")]
+#: Where the broker keeps its key and its embedded Redis's data, for `serve` and `audit verify`.
+DEFAULT_DATA_DIR = Path("data")
+DataDirOption = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="TEARLINE_DATA_DIR",
+        help="The broker's data folder: its key, and its embedded Redis's data in redis/.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -38,13 +57,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
 
 
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(exit_code)
-
-
 @policy_app.command("check")
-def check(policies: PoliciesOption = Path("policies")) -> None:
+def check(policies: PoliciesOption = DEFAULT_POLICIES) -> None:
     """Exit 0 when the policy folder is valid; otherwise list every problem (file:line, field),
     files the broker would not read included. On success, print the folder's fingerprint: a
     running broker shows the one in force in GET /v1/status."""
@@ -68,29 +82,22 @@ def check(policies: PoliciesOption = Path("policies")) -> None:
 @policy_app.command("explain")
 def explain(
     originator: Annotated[str, typer.Option("--from", help="The originating partner id.")],
-    label: Annotated[Path, typer.Option(help=LABEL_HELP)],
-    policies: PoliciesOption = Path("policies"),
-    suite: Annotated[str, typer.Option(help="classic or pq-hybrid.")] = "classic",
+    label: LabelOption,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+    suite: SuiteOption = "classic",
     at: Annotated[str | None, typer.Option(help="RFC 3339 time; default now.")] = None,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help='One JSON object: each partner\'s {"decision", "agreement"} or '
-            '{"decision", "reason"}.',
-        ),
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show, for every partner, whether a report with LABEL from ORIGINATOR reaches it, and why.
 
     A table: the agreement the decision turns on and, for a refusal, the term that fails
-    (ceiling, clearance, topic, caveat, suite). --json prints the decisions as one object."""
+    (ceiling, clearance, topic, caveat, suite). --json prints the decisions as one object, each
+    partner's {"decision", "agreement"} or {"decision", "reason"}."""
     from rich.table import Table
     from rich.text import Text
 
     from tearline.broker.policy.load import check_policies
     from tearline.broker.policy.why import explain_all
-    from tearline.clients.protocol.label import Label
 
     policy, problems = check_policies(policies)
     if policy is None:
@@ -100,22 +107,16 @@ def explain(
     try:
         now = parse_time(at) if at is not None else datetime.now(UTC)
     except EncodingError as exc:
-        raise _fail(f"--at: {exc}", 2) from None
+        raise fail(f"--at: {exc}", 2) from None
     if originator not in policy.registry:
-        raise _fail(f"--from {originator}: not a partner in {policies}/partners.yaml", 2)
+        raise fail(f"--from {originator}: not a partner in {policies}/partners.yaml", 2)
+    parsed = read_label(label)
     try:
-        data = label.read_bytes()
-    except OSError as exc:
-        raise _fail(f"cannot read the label file {label} (--label): {exc.strerror}", 2) from None
-    try:
-        parsed = Label.from_dict(strict_loads(data))
         decisions = policy.decide(parsed, originator, suite, now)
-    except EncodingError as exc:
-        raise _fail(f"{label}: {exc}", 2) from None
-    except TearlineError as exc:
-        raise _fail(f"{label}: {exc.message}", 2) from None
+    except TearlineError as exc:  # a label the policy's scheme does not know
+        raise fail(f"label file {label}: {exc.message}", 2) from None
     if as_json:
-        typer.echo(json.dumps(policy.explain(decisions), indent=2))
+        echo_json(policy.explain(decisions), indent=2)
         return
     out = console()
     what = f"{parsed.classification} REL TO {', '.join(parsed.releasable_to)}"
@@ -147,29 +148,24 @@ SHUTDOWN_GRACE_S = 5
 
 
 def serve(
-    policies: Annotated[
-        Path | None,
-        typer.Option(
-            "--policies", help="The policy folder (env TEARLINE_POLICIES_DIR, default policies)."
-        ),
-    ] = None,
+    policies: PoliciesOption = DEFAULT_POLICIES,
     host: Annotated[
         str | None,
         typer.Option(help="Address to listen on (env TEARLINE_HOST, default 127.0.0.1)."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="Port (env TEARLINE_PORT, default 8000).")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (env TEARLINE_WORKERS, default 1).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
+        int | None,
         typer.Option(
-            "--data-dir",
-            help="Broker key and embedded Redis data (env TEARLINE_DATA_DIR, default data).",
+            min=0, max=65535, metavar="<port>", help="Port (env TEARLINE_PORT, default 8000)."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="<n>", help="Worker processes (env TEARLINE_WORKERS, default 1)."
+        ),
+    ] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Serve the API. With no REDIS_URL, run an embedded redis-server (AOF on) in DATA_DIR/redis."""
     # Imported here: the server stack is not needed by `policy check` and the partner commands.
@@ -195,14 +191,14 @@ def serve(
             f"  {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
             for e in exc.errors()
         ]
-        raise _fail(
+        raise fail(
             "invalid settings (options or TEARLINE_* variables):\n" + "\n".join(lines), 2
         ) from None
 
     if settings.host in ("0.0.0.0", "::") and not settings.public_url:  # noqa: S104
         # Listening on every interface, the broker cannot tell its own name from another's: a
         # signature made for another deployment must not replay here (RFC 9421 @target-uri).
-        raise _fail(
+        raise fail(
             f"--host {settings.host} needs TEARLINE_PUBLIC_URL: the URL partners use to reach "
             "this broker (several, comma-separated, if they use several names)",
             2,
@@ -211,7 +207,7 @@ def serve(
     if policy is None:
         for problem in problems:
             typer.echo(str(problem), err=True)
-        raise _fail(f"{settings.policies_dir}: the policy folder is invalid, not serving", 1)
+        raise fail(f"{settings.policies_dir}: the policy folder is invalid, not serving", 1)
 
     # Workers build their own Settings from the environment (uvicorn spawns them): hand them
     # the command line's values, with absolute paths so no worker depends on its cwd.
@@ -248,7 +244,7 @@ def serve(
                 stack.enter_context(metrics_listener(settings.metrics_host, settings.metrics_port))
             except OSError as exc:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
-                raise _fail(f"cannot listen for metrics on {where}: {exc}", 1) from None
+                raise fail(f"cannot listen for metrics on {where}: {exc}", 1) from None
             typer.echo(
                 f"metrics for Prometheus on http://{settings.metrics_host}:"
                 f"{settings.metrics_port}/metrics (unauthenticated: keep it from partners)",
@@ -264,7 +260,7 @@ def serve(
                     )
                 )
             except TearlineError as exc:
-                raise _fail(exc.message, 1) from None
+                raise fail(exc.message, 1) from None
             # The plain name, and no TEARLINE_ one left to shadow it (an empty one would).
             os.environ.pop("TEARLINE_REDIS_URL", None)
             os.environ["REDIS_URL"] = embedded.url
@@ -315,7 +311,7 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Keep keys, policies and data here (default: a temp dir).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start a broker on an embedded Redis with five partner nodes and share one report:
     who receives it, who does not and why, and a sender refused for over-sharing."""
@@ -324,13 +320,13 @@ def demo(
     )
 
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
-        raise _fail(f"--workdir {workdir} is not empty; the demo makes its own keys there", 2)
+        raise fail(f"--workdir {workdir} is not empty; the demo makes its own keys there", 2)
     try:
         outcome = run_demo(workdir, os.environ.get("REDIS_URL") or None, as_json)
     except TearlineError as exc:
-        raise _fail(exc.message, 1) from None
+        raise fail(exc.message, 1) from None
     if as_json:
-        typer.echo(json.dumps(outcome, indent=2))
+        echo_json(outcome, indent=2)
 
 
 audit_app = group("Check the audit trail.")
@@ -338,9 +334,7 @@ audit_app = group("Check the audit trail.")
 
 @audit_app.command("verify")
 def audit_verify(
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="The broker's data folder (its key, its Redis).")
-    ] = Path("data"),
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
     broker_key: Annotated[
         str | None,
         typer.Option(help="The broker's public key (base64url), if not read from --data-dir."),
@@ -359,7 +353,7 @@ def audit_verify(
     try:
         public = b64d(broker_key) if broker_key else load(data_dir / "broker.identity.json").public
     except (EncodingError, TearlineError) as exc:
-        raise _fail(
+        raise fail(
             f"broker key: {exc}; give --data-dir the broker's data folder (where `tearline serve` "
             "keeps broker.identity.json), or --broker-key",
             2,
@@ -370,7 +364,7 @@ def audit_verify(
             try:
                 url = stack.enter_context(EmbeddedRedis(data_dir / "redis")).url
             except TearlineError as exc:
-                raise _fail(_embedded_refusal(exc, data_dir), 1) from None
+                raise fail(_embedded_refusal(exc, data_dir), 1) from None
         client: Any = sync_redis.Redis.from_url(url)  # replies are bytes; the stubs say unions
 
         def entries(key: str) -> Iterator[tuple[str, dict[str, str]]]:
@@ -384,9 +378,9 @@ def audit_verify(
             checkpoints = [fields for _, fields in entries(CHECKPOINTS_KEY)]
             result = verify_trail(entries(AUDIT_KEY), checkpoints, public)
         except AuditError as exc:
-            raise _fail(f"audit trail BROKEN: {exc.message}", 1) from None
+            raise fail(f"audit trail BROKEN: {exc.message}", 1) from None
         except sync_redis.RedisError as exc:
-            raise _fail(
+            raise fail(
                 f"cannot read the audit trail from Redis at {url}: {str(exc).rstrip('.')}; is "
                 "that the broker's "
                 "Redis (REDIS_URL)?",
@@ -438,9 +432,9 @@ def init(
     try:
         world = init_world(folder, datetime.now(UTC), ungoverned=ungoverned)
     except TearlineError as exc:
-        raise _fail(exc.message, 2) from None
+        raise fail(exc.message, 2) from None
     except OSError as exc:
-        raise _fail(f"cannot write {exc.filename}: {exc.strerror}", 1) from None
+        raise fail(f"cannot write {exc.filename}: {exc.strerror}", 1) from None
     s = world.summary
     typer.echo(f"wrote a Tearline world in {world.root}:")
     typer.echo(
@@ -470,7 +464,7 @@ def partner_add(
     file: Annotated[
         Path, typer.Argument(help="The partner's ID.public.yaml, as `tearline keygen` wrote it.")
     ],
-    policies: PoliciesOption = Path("policies"),
+    policies: PoliciesOption = DEFAULT_POLICIES,
     replace: Annotated[
         bool, typer.Option("--replace", help="Update the entry of a partner already there.")
     ] = False,
@@ -487,9 +481,9 @@ def partner_add(
     except PartnerFileError as exc:
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
-        raise _fail(exc.message, 1) from None
+        raise fail(exc.message, 1) from None
     except OSError as exc:
-        raise _fail(f"cannot write {exc.filename or policies}: {exc.strerror}", 1) from None
+        raise fail(f"cannot write {exc.filename or policies}: {exc.strerror}", 1) from None
     verb = "replaced" if done.replaced else "added"
     typer.echo(
         f"{verb} {done.partner} in {done.path} ({done.partners} partners); "

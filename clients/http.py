@@ -8,9 +8,11 @@ names, with the broker's ``code``, message, details and ``Retry-After``.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -21,6 +23,17 @@ from tearline.clients.protocol.identity import Identity
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _tls_for(base_url: str) -> ssl.SSLContext | bool:
+    """How the client checks the broker's certificate. Over https: httpx's default, the CA
+    bundle. Over plain http no TLS handshake is made (every request goes to ``base_url``, and
+    redirects are not followed), and loading the bundle for nothing took tens of milliseconds
+    of every command's start: such a client gets a context that trusts no CA at all, so a TLS
+    connection, were one ever attempted, fails rather than going unchecked."""
+    if urlsplit(base_url.strip()).scheme.lower() != "http":
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, against no CA: refuses all
 
 
 class SignedClient:
@@ -36,7 +49,10 @@ class SignedClient:
         self.identity = identity
         self._clock = clock
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), transport=transport, timeout=timeout_s
+            base_url=base_url.rstrip("/"),
+            transport=transport,
+            timeout=timeout_s,
+            verify=_tls_for(base_url),
         )
 
     async def __aenter__(self) -> Self:

@@ -9,8 +9,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tearline.clients.errors import IdentityError
 from tearline.clients.protocol.encoding import strict_loads
 from tearline.clients.protocol.identity import Identity as _Identity
@@ -67,6 +65,8 @@ def _public_entry_instead(file: Path, data: bytes, parsed: object) -> str | None
     """Why ``file`` is not an identity but something written beside one (the public registry
     entry, or a whole registry), with the file to use instead; None if it is neither."""
     if parsed is None:  # not JSON: perhaps the YAML that keygen writes beside the identity
+        import yaml  # here: loading an identity, which is JSON, needs no YAML parser
+
         try:
             parsed = yaml.safe_load(data)
         except (yaml.YAMLError, ValueError):
@@ -101,6 +101,8 @@ def generate(partner: str, suite: Suite, now: datetime, valid_for: timedelta) ->
 
 def write_keypair(identity: _Identity, out_dir: Path, name: str | None = None) -> tuple[Path, Path]:
     """Write ``ID.identity.json`` (private, 0600, never overwritten) and ``ID.public.yaml``."""
+    import yaml
+
     out_dir.mkdir(parents=True, exist_ok=True)
     private_path = out_dir / f"{identity.partner}.identity.json"
     public_path = out_dir / f"{identity.partner}.public.yaml"

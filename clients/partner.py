@@ -1,7 +1,8 @@
 """``AsyncPartner``: a partner node's client for the broker (§8). ``Partner`` is its sync twin.
 
-Every request is signed (RFC 9421, the partner's Ed25519 key). ``publish`` asks the broker who
-is entitled, seals for exactly those partners and posts; ``subscribe`` yields reports that were
+Every request is signed (RFC 9421, the partner's Ed25519 key). ``release`` says who a report
+with a label will reach and who it will not, and why; ``publish`` seals for exactly the
+partners it names and posts; ``subscribe`` yields reports that were
 verified against the directory and decrypted with this node's key, and keeps going through
 broker restarts and store outages (see :meth:`AsyncPartner.subscribe`).
 """
@@ -25,7 +26,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 from httpx_sse import EventSource
@@ -38,18 +39,7 @@ from tearline.clients.errors import (
     TearlineError,
     error_for_status,
 )
-from tearline.clients.governance.log import SignedTreeHead
-from tearline.clients.governance.node import (
-    NodeMemory,
-    Verified,
-    all_entries,
-    checked_head,
-    verify_broker,
-)
-from tearline.clients.governance.policy import node_policy
-from tearline.clients.governance.trust import TrustedState
 from tearline.clients.http import SignedClient, utc_now
-from tearline.clients.policy.engine import Policy
 from tearline.clients.protocol.encoding import b64d
 from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE, open, seal
 from tearline.clients.protocol.identity import Identity, KeyRecord, Registry
@@ -65,6 +55,15 @@ from tearline.clients.subscription import (
     worth_retrying,
 )
 from tearline.clients.terminal import network_reason
+
+if TYPE_CHECKING:
+    # The governance core is imported by the methods that verify (a node with --root, the log
+    # commands): a node that trusts its broker's directory, as `tearline publish` does by
+    # default, never loads it.
+    from tearline.clients.governance.log import SignedTreeHead
+    from tearline.clients.governance.node import Verified
+    from tearline.clients.governance.trust import TrustedState
+    from tearline.clients.policy.engine import Policy
 
 log = logging.getLogger("tearline.client")
 
@@ -104,6 +103,64 @@ class PreviewDecision:
     @property
     def granted(self) -> bool:
         return self.decision == "grant"
+
+
+@dataclass(frozen=True)
+class Release:
+    """Who a report with ``label`` sealed under ``suite`` goes to, and who it does not and why:
+    what :meth:`AsyncPartner.release` decides and :meth:`AsyncPartner.publish` seals to.
+
+    ``recipients`` are the entitled partners it is sealed for (each decision carries the key),
+    ``not_sent`` every partner the label's REL TO names (groups expanded, the originator left
+    out) that does not get it, with a reason code: the releasability engine's (DESIGN §4),
+    ``UNKNOWN_PARTNER`` for an id the registry does not hold, ``EXCLUDED_BY_ONLY`` for one an
+    ``only`` left out. ``decisions`` are all of the policy's, partner by partner."""
+
+    label: Label
+    suite: str
+    decisions: Mapping[str, PreviewDecision]
+    recipients: Mapping[str, PreviewDecision]
+    not_sent: Mapping[str, str]
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Those of ``not_sent`` the policy refused (not the ones ``only`` left out)."""
+        return {p: code for p, code in self.not_sent.items() if code != EXCLUDED_BY_ONLY}
+
+
+#: The reason ``Release.not_sent`` gives a partner the originator itself left out (``only``).
+EXCLUDED_BY_ONLY: Final = "EXCLUDED_BY_ONLY"
+#: The reason for a partner REL TO names that the registry does not hold.
+UNKNOWN_PARTNER: Final = "UNKNOWN_PARTNER"
+
+
+def release_of(
+    label: Label,
+    suite: str,
+    decisions: Mapping[str, PreviewDecision],
+    rel_to: Iterable[str],
+    only: Iterable[str] | None = None,
+) -> Release:
+    """The :class:`Release` of the per-partner ``decisions``: ``rel_to`` are the partners the
+    label names (groups expanded, the originator left out), ``only`` the originator's choice."""
+    wanted = set(only) if only is not None else None
+    recipients = {
+        pid: d
+        for pid, d in sorted(decisions.items())
+        if d.granted and d.keys and (wanted is None or pid in wanted)
+    }
+    not_sent: dict[str, str] = {}
+    for pid in sorted(rel_to):
+        decision = decisions.get(pid)
+        if decision is None:  # REL TO may name an id the registry does not hold
+            not_sent[pid] = UNKNOWN_PARTNER
+        elif not decision.granted:
+            not_sent[pid] = decision.reason or "DENIED"
+        elif not decision.keys:  # a grant with no key to seal to reaches nobody
+            not_sent[pid] = "NO_ENCRYPTION_KEY"
+        elif pid not in recipients:
+            not_sent[pid] = EXCLUDED_BY_ONLY
+    return Release(label, suite, decisions, recipients, not_sent)
 
 
 #: How a delivery acknowledges itself, given its entry id. ``AsyncPartner``'s returns a
@@ -270,6 +327,8 @@ class AsyncPartner(SignedClient):
         GovernanceError or LogError, trusting nothing new, when the broker's answers do not
         verify. Documents change rarely: call it at start, then every few minutes, not per
         report."""
+        from tearline.clients.governance.node import NodeMemory, verify_broker
+
         directory = await self.directory(refresh=True)
         verified = await verify_broker(
             self._fetch,
@@ -283,6 +342,8 @@ class AsyncPartner(SignedClient):
         return verified
 
     def _set_trust(self, trust: TrustedState) -> None:
+        from tearline.clients.governance.policy import node_policy
+
         self._policy, left_out = node_policy(trust)
         self._trust = trust
         for aid, why in left_out.items():
@@ -309,6 +370,8 @@ class AsyncPartner(SignedClient):
     async def log_head(self, *, memory: Path | None = None) -> SignedTreeHead:
         """The broker's signed tree head, its signature checked; with ``memory``, also checked
         to extend the head remembered there (LogError if not), which it then replaces."""
+        from tearline.clients.governance.node import NodeMemory, checked_head
+
         directory = await self.directory()
         remembered = NodeMemory.load(memory)
         head = await checked_head(
@@ -325,6 +388,8 @@ class AsyncPartner(SignedClient):
 
     async def log_entries(self) -> tuple[SignedTreeHead, list[bytes]]:
         """Every document the log holds, with the head they were checked against."""
+        from tearline.clients.governance.node import all_entries
+
         head = await self.log_head()
         return head, await all_entries(self._fetch, head)
 
@@ -346,6 +411,18 @@ class AsyncPartner(SignedClient):
             for pid, d in data["partners"].items()
         }
 
+    async def release(
+        self, label: Label, *, suite: str = "classic", only: Iterable[str] | None = None
+    ) -> Release:
+        """Who a report with ``label`` would go to (only those in ``only``, if given: an
+        originator may share with fewer, never more) and who it would not, and why; pass it to
+        :meth:`publish` to seal to exactly that. The decisions are :meth:`releasability`'s:
+        with verified governance, this node's own."""
+        decisions = await self.releasability(label, suite=suite)
+        scheme = self.scheme() or (await self.directory()).scheme
+        rel_to = scheme.expand(label.releasable_to) - {self.identity.partner}
+        return release_of(label, suite, decisions, rel_to, only)
+
     async def publish(
         self,
         payload: bytes | str | Mapping[str, Any],
@@ -355,40 +432,54 @@ class AsyncPartner(SignedClient):
         content_type: str = STIX_CONTENT_TYPE,
         only: Iterable[str] | None = None,
         unsafe_skip_stix_checks: bool = False,
+        require_all: bool = False,
+        release: Release | None = None,
     ) -> Receipt:
-        """Seal ``payload`` for every partner entitled to ``label`` (or only those in ``only``:
-        an originator may share with fewer, never more) and post it. Who is entitled is
-        :meth:`releasability`'s answer: with verified governance, this node's own.
+        """Seal ``payload`` for every partner entitled to ``label`` (or only those in ``only``)
+        and post it. Who is entitled is ``release`` when given (what :meth:`release` said, so
+        what a caller showed is what is sent), else :meth:`release`'s answer now.
 
         STIX content (``content_type`` the STIX 2.1 media type, the default) is checked first,
-        before anything is asked of the broker: a payload that is not a valid STIX 2.1 bundle,
-        or holds an object marked with a more restrictive TLP than the label's, raises
+        before anything is sealed or posted (before anything is asked of the broker, unless
+        ``release`` was): a payload that is not a valid STIX 2.1 bundle, or holds an object
+        marked with a more restrictive TLP than the label's, raises
         :class:`~clients.errors.StixError` and nothing is sent (see
-        :func:`clients.stix.check_bundle`). ``unsafe_skip_stix_checks`` sends it unchecked."""
+        :func:`clients.stix.check_bundle`). ``unsafe_skip_stix_checks`` sends it unchecked.
+
+        Nothing is sent, and :class:`~clients.errors.DeniedError` says why (``details``:
+        ``not_sent``, and every refused partner's reason in ``denied``), when no partner is
+        entitled (``no_recipients``) or, with ``require_all``, when a partner REL TO names is
+        not (``not_all_entitled``)."""
         if isinstance(payload, Mapping):
             payload = json.dumps(payload, separators=(",", ":")).encode()
         elif isinstance(payload, str):
             payload = payload.encode()
+        if release is not None and (release.label != label or release.suite != suite):
+            raise InputError("the release given was decided for another label or suite")
+        if release is not None and only is not None:
+            raise InputError("give only= to release(), not with a release to publish")
         if not unsafe_skip_stix_checks and is_stix_content_type(content_type):
             check_bundle(payload, label)
-        decisions = await self.releasability(label, suite=suite)
-        wanted = set(only) if only is not None else None
-        recipients = [
-            (pid, d.keys[0])
-            for pid, d in sorted(decisions.items())
-            if d.granted and d.keys and (wanted is None or pid in wanted)
-        ]
-        if not recipients:
-            denied = {p: d.reason for p, d in decisions.items() if not d.granted}
+        plan = release or await self.release(label, suite=suite, only=only)
+        if require_all and plan.refused:
+            raise DeniedError(
+                "not every partner named in REL TO is entitled to a report with this label",
+                code="not_all_entitled",
+                details={"not_sent": dict(plan.not_sent)},
+            )
+        if not plan.recipients:
             raise DeniedError(
                 "no partner is entitled to a report with this label",
                 code="no_recipients",
-                details={"denied": denied},
+                details={
+                    "denied": {p: d.reason for p, d in plan.decisions.items() if not d.granted},
+                    "not_sent": dict(plan.not_sent),
+                },
             )
         envelope = seal(
             payload,
             label,
-            recipients,
+            [(pid, d.keys[0]) for pid, d in plan.recipients.items()],
             self.identity,
             now=self._clock(),
             suite=suite,

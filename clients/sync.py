@@ -30,19 +30,28 @@ from collections.abc import (
 )
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance.log import SignedTreeHead
-from tearline.clients.governance.node import Verified
-from tearline.clients.governance.trust import TrustedState
-from tearline.clients.partner import AsyncPartner, Delivery, Directory, PreviewDecision, Recalled
+from tearline.clients.partner import (
+    AsyncPartner,
+    Delivery,
+    Directory,
+    PreviewDecision,
+    Recalled,
+    Release,
+)
 from tearline.clients.protocol.envelope import STIX_CONTENT_TYPE
 from tearline.clients.protocol.identity import Identity
 from tearline.clients.protocol.label import Label, Scheme
 from tearline.clients.protocol.receipt import Receipt
+
+if TYPE_CHECKING:  # imported where used, by AsyncPartner: see clients.partner
+    from tearline.clients.governance.log import SignedTreeHead
+    from tearline.clients.governance.node import Verified
+    from tearline.clients.governance.trust import TrustedState
 
 T = TypeVar("T")
 
@@ -194,6 +203,12 @@ class Partner(LoopRunner):
     def scheme(self) -> Scheme | None:
         return self._node.scheme()
 
+    def release(
+        self, label: Label, *, suite: str = "classic", only: Iterable[str] | None = None
+    ) -> Release:
+        """As :meth:`AsyncPartner.release`: who it would reach, who not, and why."""
+        return self._run(self._node.release(label, suite=suite, only=only))
+
     def publish(
         self,
         payload: bytes | str | Mapping[str, Any],
@@ -203,6 +218,8 @@ class Partner(LoopRunner):
         content_type: str = STIX_CONTENT_TYPE,
         only: Iterable[str] | None = None,
         unsafe_skip_stix_checks: bool = False,
+        require_all: bool = False,
+        release: Release | None = None,
     ) -> Receipt:
         """As :meth:`AsyncPartner.publish`: STIX content is checked before anything is sent."""
         return self._run(
@@ -213,6 +230,8 @@ class Partner(LoopRunner):
                 content_type=content_type,
                 only=only,
                 unsafe_skip_stix_checks=unsafe_skip_stix_checks,
+                require_all=require_all,
+                release=release,
             )
         )
 

@@ -1,14 +1,13 @@
 """What the ``tearline`` commands say to a person: consoles that do not wrap piped output, the
 broker's URL checked before use, network failures and denial reasons in words.
 
-Shared by the partner commands, the operator commands of the SDK (``dead-letters``) and those
-of the broker (``broker.cli``), so every command words the same failure the same way.
+Shared by every command group (:mod:`clients.cli` and the plugins ``broker.cli`` and
+``gateway.cli``), so every command words the same failure the same way.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -18,13 +17,6 @@ if TYPE_CHECKING:
 #: Wide enough that no line a command prints is folded when its output goes to a file or a
 #: pipe (rich would fold at 80 columns there); a table is as wide as its content.
 PIPE_WIDTH: Final = 10_000
-
-#: What a label file holds (DESIGN §3), said where a user meets it: the help of --label.
-LABEL_HELP: Final = (
-    'A JSON file holding one label, like {"classification": "CONFIDENTIAL", "releasable_to": '
-    '["USA", "FVEY"], "tlp": "AMBER"}; optional: "topics", "caveats", "expires" (RFC 3339), '
-    '"policy". `tearline init` writes an example.'
-)
 
 #: Where every partner command finds the broker, and how to name another.
 BROKER_HINT: Final = "set the URL with --broker or TEARLINE_BROKER"
@@ -63,6 +55,8 @@ def broker_url_problem(url: str) -> str | None:
 def network_reason(exc: BaseException) -> str:
     """What went wrong on the network, in words, from an error whose cause chain holds the
     httpx or OS error ("connection refused" rather than "All connection attempts failed")."""
+    import socket  # here, as httpx: only a command that failed on the network needs them
+
     import httpx  # here: the commands that name no broker need no HTTP stack
 
     seen: set[int] = set()

@@ -13,6 +13,7 @@ import typer
 
 # The gateway's configuration (pydantic), the SDK and the server are imported by the commands
 # that use them: registering this plugin, and `tearline --help`, import none of them.
+from tearline.clients.cli.common import fail
 from tearline.clients.errors import TearlineError
 from tearline.clients.help_format import group
 
@@ -24,11 +25,6 @@ gateway_app = group(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(gateway_app, name="gateway")
-
-
-def _fail(message: str, exit_code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(exit_code)
 
 
 def _loopback(host: str) -> bool:
@@ -58,7 +54,7 @@ def serve(
         settings = load_config(config)
         identity = Identity.load(settings.identity)
     except TearlineError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message, 2) from None
     if not _loopback(settings.host):
         typer.echo(
             f"warning: listening on {settings.host}, not loopback: put TLS in front of it "
@@ -85,7 +81,7 @@ def serve(
 @gateway_app.command("hash-secret")
 def hash_secret_command() -> None:
     """Read a password (prompted, or one line on stdin) and print the hash to put in the
-    configuration as a user's ``password`` or one of its ``tokens``."""
+    configuration as a user's password or one of its tokens."""
     from tearline.gateway.config import hash_secret
 
     if sys.stdin.isatty():
@@ -93,14 +89,14 @@ def hash_secret_command() -> None:
     else:
         secret = sys.stdin.readline().rstrip("\n")
     if len(secret) < 12:
-        raise _fail("a secret must be at least 12 characters long")
+        raise fail("a secret must be at least 12 characters long", 2)
     typer.echo(hash_secret(secret))
 
 
 @gateway_app.command("new-token")
 def new_token() -> None:
     """Make a random bearer token: prints the token (give it to the tool) and its hash (put it
-    in the user's ``tokens``)."""
+    in the user's tokens)."""
     from tearline.gateway.config import hash_secret
 
     token = secrets.token_urlsafe(32)

@@ -91,6 +91,9 @@ if TYPE_CHECKING:
         Recalled as Recalled,
     )
     from tearline.clients.partner import (
+        Release as Release,
+    )
+    from tearline.clients.partner import (
         Report as Report,
     )
     from tearline.clients.protocol.envelope import (
@@ -156,6 +159,7 @@ _WHERE: Final[dict[str, str]] = {
     "Recalled": "tearline.clients.partner",
     "Receipt": "tearline.clients.protocol.receipt",
     "Registry": "tearline.clients.protocol.identity",
+    "Release": "tearline.clients.partner",
     "Report": "tearline.clients.partner",
     "Scheme": "tearline.clients.protocol.label",
     "seal": "tearline.clients.protocol.envelope",
@@ -195,6 +199,7 @@ __all__ = [
     "Recalled",
     "Receipt",
     "Registry",
+    "Release",
     "Report",
     "Scheme",
     "StixError",

@@ -18,8 +18,14 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from tearline.broker.policy.engine import Policy
-from tearline.broker.policy.fingerprint import AGREEMENTS, OPERATORS, PARTNERS, SCHEME, PolicyFiles
-from tearline.broker.policy.governed import is_governed, verify_governed
+from tearline.broker.policy.fingerprint import (
+    AGREEMENTS,
+    GOVERNANCE,
+    OPERATORS,
+    PARTNERS,
+    SCHEME,
+    PolicyFiles,
+)
 from tearline.broker.policy.schema import validator
 from tearline.broker.policy.yamlfile import Path as FieldPath
 from tearline.broker.policy.yamlfile import dotted, line_of, load_yaml
@@ -110,7 +116,9 @@ def check_files(
     c = _Collector(files)
     if not files.listed:
         return None, c.problems
-    if is_governed(files.contents) or any(p.startswith("governance/") for p in files.unread):
+    # Its documents are checked by the governance core, imported only when there are any: an
+    # operator's plain folder is checked without loading it.
+    if any(p.startswith(f"{GOVERNANCE}/") for p in (*files.contents, *files.unread)):
         return _check_governed(files, c, logged, now)
     scheme_doc = c.read(SCHEME, "scheme")
     partners_doc = c.read(PARTNERS, "partners")
@@ -162,6 +170,8 @@ def _check_governed(
                     "agreements from the signed documents there only: move this file out",
                 )
             )
+    from tearline.broker.policy.governed import verify_governed
+
     governed, problems = verify_governed(
         {p: b for p, b in files.contents.items() if p.startswith("governance/")}, logged, now
     )

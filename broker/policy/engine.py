@@ -5,13 +5,15 @@ trail, and in a governed folder the signed documents in force and those that are
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tearline.broker.policy.governed import Governed
 from tearline.clients.policy import engine
 from tearline.clients.policy.agreement import Agreement
 from tearline.clients.protocol.identity import Registry
 from tearline.clients.protocol.label import Scheme
+
+if TYPE_CHECKING:  # the governance core loads with a governed folder only (broker.policy.check)
+    from tearline.broker.policy.governed import Governed
 
 
 class Policy(engine.Policy):

@@ -16,7 +16,17 @@ from tearline.clients.errors import PolicyError
 Path = tuple[str | int, ...]
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML was built with it (its wheels are): the same documents, nodes
+# and marks as the pure-Python parser, about eight times faster, and `policy check` and every
+# policy reload parse each file of the folder. Resolving and constructing stay PyYAML's own,
+# so the resolvers below apply to both.
+try:
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # a PyYAML without libyaml
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+
+class _StrictLoader(_Loader):
     pass
 
 

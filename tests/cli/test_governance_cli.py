@@ -7,6 +7,7 @@ checked again with the pure core (:class:`TrustedState`), not only by the comman
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from collections.abc import Callable
@@ -298,6 +299,44 @@ def test_a_garbled_registry_is_one_line_and_a_nonzero_exit(
 def test_a_document_of_the_wrong_type_is_named(signed_root: Path, tmp_path: Path) -> None:
     line = refused("registry", "verify", signed_root, "--root", signed_root, exit_code=2)
     assert f"{signed_root}: expected a registry document, got a root document" in line
+
+
+# --- --root: the governance root you trust, as every command means it ---------------------------
+
+
+@pytest.mark.parametrize("group", ["registry", "agreement"])
+def test_an_offline_verify_refuses_a_digest_for_root_as_a_usage_error(
+    signed_root: Path, tmp_path: Path, group: str
+) -> None:
+    # A digest is enough where the broker serves the root (publish, subscribe); offline, with
+    # nobody to serve it, the command needs the root's keys: its file.
+    document = propose_registry(tmp_path, 1) if group == "registry" else propose_agreement(tmp_path)
+    digest = "sha256:" + hashlib.sha256(signed_root.read_bytes()).hexdigest()
+    line = refused(group, "verify", document, "--root", digest, exit_code=2)
+    assert f"--root {digest}: this command checks documents offline and needs the root's file" in (
+        line
+    )
+    assert "a digest names a root but does not hold its keys" in line
+
+
+def test_an_offline_verify_takes_the_root_from_tearline_root(
+    signed_root: Path, tmp_path: Path
+) -> None:
+    registry = propose_registry(tmp_path, 1)
+    for holder in ("GBR", "USA"):
+        ok("registry", "sign", registry, "--key", key(tmp_path, holder))
+    result = CliRunner().invoke(
+        cli.app, ["registry", "verify", str(registry)], env={"TEARLINE_ROOT": str(signed_root)}
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "ok: version 1, signed by GBR, USA (2 of 2 required)"
+
+
+def test_a_root_file_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> None:
+    agreement = propose_agreement(tmp_path)
+    missing = tmp_path / "no-root.json"
+    line = refused("agreement", "verify", agreement, "--root", missing, exit_code=2)
+    assert f"cannot read the governance root {missing} (--root): No such file" in line
 
 
 def test_a_garbled_key_file_is_one_line(signed_root: Path, tmp_path: Path) -> None:

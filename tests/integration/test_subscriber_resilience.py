@@ -31,7 +31,7 @@ import redis
 from tearline import AuthenticationError, Label
 from tearline.broker.embedded import EmbeddedRedis, free_port
 from tearline.broker.store import GROUP, dead_key, inbox_key
-from tearline.clients.cli import _acknowledge as acknowledge
+from tearline.clients.cli.partner import _acknowledge as acknowledge
 from tearline.clients.keyfile import write_keypair
 from tearline.clients.partner import AsyncPartner, Delivery, Report
 from tearline.clients.sync import Partner

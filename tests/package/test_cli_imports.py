@@ -166,3 +166,30 @@ print(json.dumps([before, iri == real, ref == real_ref, iri, hasattr(rfc3987_syn
     assert same_ref
     assert iri == [False, True, False, True, False, False]
     assert real_module  # later importers get the real module
+
+
+DEFERRED = """
+import sys
+from tearline.clients import iri_grammar
+from tearline.clients.cli.deferred import held_back
+iri_grammar.defer()
+with held_back("requests"):
+    import stix2validator.validator  # it imports requests, to fetch a custom schema by URL
+bound = stix2validator.validator.requests
+after_import = [type(bound).__name__, "requests" in sys.modules]
+from requests.auth import AuthBase  # as pymisp imports it: an ordinary import, the real module
+real = type(sys.modules["requests"]).__name__
+get = bound.get  # the first attribute asked of the stand-in: the real module's
+print("\\nDEFERRED", *after_import, real, get is sys.modules["requests"].get, AuthBase.__module__)
+"""
+
+
+def test_the_stix_validator_loads_requests_only_when_something_uses_it() -> None:
+    # stix2-validator's `requests` is never used by a `tearline` command: held back while the
+    # validator is imported, it loads (the real module) the moment anything does use it, and
+    # every other import of it is an ordinary one.
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    said = done.stdout.rpartition("\nDEFERRED ")[2].split()
+    assert said == ["Deferred", "False", "module", "True", "requests.auth"]

@@ -3,6 +3,13 @@
 Files in, files out, never the network: a governance key may live on an air-gapped machine, and
 a document travels between its signers as a file. Every check is the pure core's
 (:mod:`clients.governance`); these commands only read, write and say what it decided.
+
+``registry publish`` and ``agreement publish`` are what an operator runs to copy a document its
+signers finished into the broker's policy folder (``policies/governance/``). It is checked first
+as the broker will check it: the root chain in the folder, the threshold, no rollback against
+the registry there, every party's signature. A document that would be refused is not copied,
+and the message says which signatures are missing. The file is written aside and renamed into
+place, so the broker never reads half of it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -23,6 +29,13 @@ import typer
 
 # The governance core, its cryptography and yaml are imported where a command uses them, not
 # here: `tearline --help` imports this module for the commands' signatures alone.
+from tearline.clients.cli.common import (
+    DEFAULT_POLICIES,
+    PoliciesOption,
+    RootOption,
+    fail,
+    root_document,
+)
 from tearline.clients.errors import TearlineError
 from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import EncodingError, b64d, b64e, format_time, parse_time
@@ -33,6 +46,7 @@ if TYPE_CHECKING:
 
     from tearline.clients.governance import documents as gd
     from tearline.clients.governance.documents import GovernanceKey
+    from tearline.clients.governance.trust import TrustedState
 
 D = TypeVar("D", bound="gd.Document")
 KEY_FIELDS = {"holder", "public", "private"}
@@ -43,19 +57,18 @@ governance_app.add_typer(root_app, name="root")
 registry_app = group("Propose, sign, verify registry versions.")
 agreement_app = group("Propose, sign, verify, stop agreements.")
 
-KeyOption = Annotated[Path, typer.Option("--key", help="Your governance key file (keygen's).")]
+KeyOption = Annotated[
+    Path, typer.Option("--key", help="Your governance key file (governance keygen's).")
+]
 OutOption = Annotated[Path, typer.Option("--out", help="The file to write; never overwritten.")]
-SignOut = Annotated[Path | None, typer.Option("--out", help="Write here, not in place.")]
+SignOut = Annotated[
+    Path | None,
+    typer.Option("--out", help="The file to write the signed copy to (default: in place)."),
+]
 DocArgument = Annotated[Path, typer.Argument(help="The document file.")]
-RootOption = Annotated[Path, typer.Option("--root", help="The root document to verify against.")]
+SignedArgument = Annotated[Path, typer.Argument(help="The signed document file.")]
 ExpiresOption = Annotated[str, typer.Option(help="RFC 3339, like 2027-12-01T00:00:00Z.")]
 AgreementId = Annotated[str, typer.Option("--id", help="The agreement's id.")]
-
-
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    # clients.cli has the same helper, but it imports this module: importing back is a cycle.
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(exit_code)
 
 
 @contextlib.contextmanager
@@ -67,16 +80,16 @@ def _refusals() -> Iterator[None]:
     try:
         yield
     except GovernanceError as exc:
-        raise _fail(f"{exc.message} ({exc.code})", 2 if exc.code == "bad_document" else 1) from None
+        raise fail(f"{exc.message} ({exc.code})", 2 if exc.code == "bad_document" else 1) from None
     except TearlineError as exc:
-        raise _fail(exc.message, 2) from None
+        raise fail(exc.message, 2) from None
 
 
 def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {what} {path}: {exc.strerror}", 2) from None
+        raise fail(f"cannot read {what} {path}: {exc.strerror}", 2) from None
 
 
 def _create(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -84,9 +97,9 @@ def _create(path: Path, data: bytes, mode: int = 0o644) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        raise _fail(f"{path} already exists; refusing to overwrite it", 2) from None
+        raise fail(f"{path} already exists; refusing to overwrite it", 2) from None
     except OSError as exc:
-        raise _fail(f"cannot write {path}: {exc.strerror}", 2) from None
+        raise fail(f"cannot write {path}: {exc.strerror}", 2) from None
     with os.fdopen(fd, "wb") as out:
         out.write(data)
 
@@ -96,6 +109,8 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
         _create(out, data)
         return out
     # Through a temporary file: a crash mid-write must not lose the signatures gathered so far.
+    import tempfile  # here: only signing in place needs it, not `tearline --help`
+
     tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(dir=document.parent, prefix=f".{document.name}.")
@@ -106,7 +121,7 @@ def _write_signed(document: Path, out: Path | None, data: bytes) -> Path:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)  # "" when mkstemp itself failed: nothing to remove
-        raise _fail(f"cannot write {document}: {exc.strerror}", 2) from None
+        raise fail(f"cannot write {document}: {exc.strerror}", 2) from None
     return document
 
 
@@ -121,7 +136,7 @@ def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
         obj = _json(_read(path, "key file"))
     not_a_key = f"{path} is not a governance key file (tearline governance keygen writes them)"
     if not isinstance(obj, dict) or not {"holder", "public"} <= set(obj) <= KEY_FIELDS:
-        raise _fail(not_a_key, 2)
+        raise fail(not_a_key, 2)
     try:
         holder = check_partner_id(obj["holder"], "holder")
         public = b64d(obj["public"])
@@ -130,11 +145,11 @@ def _key(path: Path, *, private: bool) -> tuple[GovernanceKey, bytes]:
         if secret and crypto.public_key_of(crypto.ED25519, secret) != public:
             raise crypto.CryptoFailure("the private key is not the public key's")
     except (TearlineError, EncodingError, crypto.CryptoFailure):
-        raise _fail(f"{not_a_key}: its holder or keys are malformed", 2) from None
+        raise fail(f"{not_a_key}: its holder or keys are malformed", 2) from None
     if private and not secret:
-        raise _fail(f"{path} holds only a public key; sign with the private key file", 2)
+        raise fail(f"{path} holds only a public key; sign with the private key file", 2)
     if private and stat.S_IMODE(path.stat().st_mode) & 0o077:
-        raise _fail(f"key file {path} is readable by other users; run: chmod 600 {path}", 2)
+        raise fail(f"key file {path} is readable by other users; run: chmod 600 {path}", 2)
     return gd.GovernanceKey(gd.keyid_of(public), public, holder), secret
 
 
@@ -147,6 +162,17 @@ def _about(source: object) -> Iterator[None]:
         yield
     except GovernanceError as exc:
         raise GovernanceError(f"{source}: {exc.message}", code=exc.code) from None
+
+
+def _root(root: str | None) -> bytes:
+    """The root ``--root`` names, as a document to verify against: its file, parsed as a root
+    (a refusal names the file); a digest is refused, it holds none of the root's keys."""
+    from tearline.clients.governance import documents as gd
+
+    data = root_document(root)
+    with _about(root):
+        gd.parse_root(data)
+    return data
 
 
 def _document(path: Path, parser: Callable[[bytes], D]) -> tuple[bytes, D]:
@@ -192,13 +218,13 @@ def _yaml(path: Path) -> Any:
         loader = _yaml_loader()
         return yaml.load(_read(path, "YAML file").decode("utf-8"), Loader=loader)  # noqa: S506
     except UnicodeDecodeError:
-        raise _fail(f"{path} is not UTF-8 text", 2) from None
+        raise fail(f"{path} is not UTF-8 text", 2) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise _fail(f"{where}: not valid YAML: {exc.problem or exc.context}", 2) from None
+        raise fail(f"{where}: not valid YAML: {exc.problem or exc.context}", 2) from None
     except yaml.YAMLError as exc:
-        raise _fail(f"{path}: not valid YAML: {exc}", 2) from None
+        raise fail(f"{path}: not valid YAML: {exc}", 2) from None
 
 
 def _new(signed: dict[str, Any], out: Path, source: str) -> None:
@@ -208,7 +234,7 @@ def _new(signed: dict[str, Any], out: Path, source: str) -> None:
         with _about(source):
             data = gd.new_document(signed)  # refused unless it parses as its type
     except (TypeError, ValueError):  # a YAML value JSON cannot carry: a float, a binary
-        raise _fail(f"{source}: holds a value canonical JSON cannot encode", 2) from None
+        raise fail(f"{source}: holds a value canonical JSON cannot encode", 2) from None
     _create(out, data)
 
 
@@ -216,9 +242,9 @@ def _expires(text: str) -> str:
     try:
         moment = parse_time(text)
     except EncodingError as exc:
-        raise _fail(f"--expires: {exc}", 2) from None
+        raise fail(f"--expires: {exc}", 2) from None
     if moment <= datetime.now(UTC):
-        raise _fail(f"--expires {text} is in the past", 2)
+        raise fail(f"--expires {text} is in the past", 2)
     return format_time(moment)
 
 
@@ -257,7 +283,7 @@ def keygen(
     public_out = out.with_name(out.name.removesuffix(".json") + ".pub.json")
     for path in (out, public_out):  # both checked first: never half a key pair
         if path.exists():
-            raise _fail(f"{path} already exists; refusing to overwrite a key", 2)
+            raise fail(f"{path} already exists; refusing to overwrite a key", 2)
     private, public = gd.generate_key()
     entry = {"holder": holder, "public": b64e(public)}
     _create(out, json.dumps({**entry, "private": b64e(private)}, indent=2).encode(), 0o600)
@@ -269,11 +295,22 @@ def keygen(
 
 @root_app.command("new")
 def root_new(
-    threshold: Annotated[int, typer.Option(min=1, help="How many key holders must sign.")],
-    key: Annotated[list[Path], typer.Option("--key", help="A key file; only its public part.")],
+    threshold: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="How many key holders must sign.")
+    ],
+    key: Annotated[
+        list[Path],
+        typer.Option(
+            "--key",
+            metavar="<path>",
+            help="A holder's governance key file; only its public part is read. Repeatable.",
+        ),
+    ],
     expires: ExpiresOption,
     out: OutOption,
-    version: Annotated[int, typer.Option(min=1)] = 1,
+    version: Annotated[
+        int, typer.Option(min=1, metavar="<n>", help="The root's version; 1 for the first.")
+    ] = 1,
 ) -> None:
     """Write an unsigned root holding the keys' public parts."""
     with _refusals():
@@ -309,8 +346,9 @@ def registry_propose(
     add: Annotated[
         list[Path] | None,
         typer.Option(
+            metavar="<path>",
             help="A partner's ID.public.yaml (tearline keygen's) to add, or whose entry to "
-            "replace (new keys, a new status). Repeatable."
+            "replace (new keys, a new status). Repeatable.",
         ),
     ] = None,
     partners: Annotated[
@@ -318,7 +356,10 @@ def registry_propose(
     ] = None,
     scheme: Annotated[Path | None, typer.Option(help="With --partners: the scheme.yaml.")] = None,
     version: Annotated[
-        int | None, typer.Option(min=1, help="Newer than the trusted version (default: next).")
+        int | None,
+        typer.Option(
+            min=1, metavar="<n>", help="Newer than the trusted version (default: the next)."
+        ),
     ] = None,
     expires: Annotated[
         str | None,
@@ -331,7 +372,7 @@ def registry_propose(
 
     if from_registry is not None:
         if partners is not None or scheme is not None:
-            raise _fail("give --from-registry, or --partners and --scheme, not both", 2)
+            raise fail("give --from-registry, or --partners and --scheme, not both", 2)
         with _refusals():
             previous = _document(from_registry, gd.parse_registry)[1]
         entries = [p.to_dict() for p in previous.partners]
@@ -342,13 +383,13 @@ def registry_propose(
     elif partners is not None and scheme is not None:
         loaded = _yaml(partners)
         if not isinstance(loaded, dict) or set(loaded) != {"partners"}:
-            raise _fail(f"{partners} must hold one field, partners: a list of partner entries", 2)
+            raise fail(f"{partners} must hold one field, partners: a list of partner entries", 2)
         if version is None or expires is None:
-            raise _fail("with --partners, give --version and --expires", 2)
+            raise fail("with --partners, give --version and --expires", 2)
         body = {"partners": list(loaded["partners"]), "scheme": _yaml(scheme)}
         source = f"{partners} and {scheme}"
     else:
-        raise _fail("give --from-registry, or --partners and --scheme", 2)
+        raise fail("give --from-registry, or --partners and --scheme", 2)
     changed = [_put_entry(body["partners"], path) for path in add or ()]
     with _refusals():
         signed = {"type": "registry", "version": version, "expires": _expires(expires)}
@@ -363,13 +404,13 @@ def _put_entry(entries: list[Any], path: Path) -> str:
 
     entry = _yaml(path)
     if not isinstance(entry, dict) or "id" not in entry:
-        raise _fail(
+        raise fail(
             f"{path} does not hold one partner's entry (tearline keygen's ID.public.yaml)", 2
         )
     try:
         Partner.from_dict(entry, str(path))
     except TearlineError as exc:
-        raise _fail(f"{path}: {exc.message}", 2) from None
+        raise fail(f"{path}: {exc.message}", 2) from None
     for i, old in enumerate(entries):
         if isinstance(old, dict) and old.get("id") == entry["id"]:
             entries[i] = entry
@@ -405,7 +446,7 @@ def registry_verify(
 
     now = datetime.now(UTC)
     with _refusals():
-        state = TrustedState(_document(root, gd.parse_root)[0], now)
+        state = TrustedState(_root(root), now)
         if previous is not None:
             old_data, old = _document(previous, gd.parse_registry)
             # Judged as a node judged it while it was current: it may have expired since, and
@@ -437,7 +478,7 @@ def agreement_sign(document: DocArgument, key: KeyOption, out: SignOut = None) -
         data, signed, holder = _sign(document, key, gd.parse_agreement)
     if holder not in signed.parties:  # a signature the root would never count
         parties = ", ".join(sorted(signed.parties))
-        raise _fail(f"{holder} is not a party of agreement {signed.id} (parties: {parties})", 2)
+        raise fail(f"{holder} is not a party of agreement {signed.id} (parties: {parties})", 2)
     written = _write_signed(document, out, data)
     typer.echo(f"signed {written} as {holder}")
 
@@ -450,7 +491,7 @@ def agreement_verify(document: DocArgument, root: RootOption) -> None:
 
     now = datetime.now(UTC)
     with _refusals():
-        state = TrustedState(_document(root, gd.parse_root)[0], now)
+        state = TrustedState(_root(root), now)
         state.check_root_not_expired(now)
         signed = state.verify_agreement(_document(document, gd.parse_agreement)[0])
     parties = ", ".join(sorted(signed.parties))
@@ -479,3 +520,89 @@ def agreement_suspend(agreement_id: AgreementId, key: KeyOption, out: OutOption)
 def agreement_terminate(agreement_id: AgreementId, key: KeyOption, out: OutOption) -> None:
     """Write a termination of an agreement, signed by you (final; any one party may)."""
     _status("terminated", agreement_id, key, out)
+
+
+# --- putting signed documents in force (an operator, on the broker's policy folder) ------------
+
+
+def _trusted_folder(policies: Path, now: datetime) -> TrustedState:
+    """The trust the folder's roots establish, walked from root-1.json up, as the broker does."""
+    from tearline.clients.governance.trust import TrustedState
+
+    folder = policies / "governance"
+    roots = sorted(folder.glob("root-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    if not roots:
+        raise fail(
+            f"{folder} holds no root-1.json: a governed folder starts with the root its key "
+            "holders signed (`tearline governance root new`, then `root sign`)",
+            2,
+        )
+    state = TrustedState(_read(roots[0], "root"), now)
+    for path in roots[1:]:
+        state.update_root(_read(path, "root"), now)
+    state.check_root_not_expired(now)
+    return state
+
+
+def _install(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+@registry_app.command("publish")
+def registry_publish(document: SignedArgument, policies: PoliciesOption = DEFAULT_POLICIES) -> None:
+    """Check a registry version against the folder's roots and its registry (threshold,
+    expiry, no rollback), then put it in force: policies/governance/registry.json."""
+    from tearline.clients.governance import documents as gd
+
+    now = datetime.now(UTC)
+    data = _read(document, "document")
+    target = policies / "governance" / "registry.json"
+    with _refusals():
+        state = _trusted_folder(policies, now)
+        if target.exists():
+            old_data = _read(target, "the registry in force")
+            try:
+                old = gd.parse_registry(old_data)
+                # As it was judged while current: expired since says nothing about a rollback.
+                state.update_registry(old_data, min(now, old.expires - timedelta(microseconds=1)))
+            except TearlineError:
+                pass  # the one in the folder is broken: the new one replaces it on its own merit
+        new = state.update_registry(data, now)
+    _install(target, data)
+    typer.echo(f"published registry version {new.version} to {target}")
+
+
+@agreement_app.command("publish")
+def agreement_publish(
+    document: SignedArgument, policies: PoliciesOption = DEFAULT_POLICIES
+) -> None:
+    """Check an agreement (every party signed it) or a suspension or termination (a party
+    signed it) against the folder's roots, then put it in the folder."""
+    from tearline.clients.governance import documents as gd
+
+    now = datetime.now(UTC)
+    data = _read(document, "document")
+    folder = policies / "governance"
+    with _refusals():
+        state = _trusted_folder(policies, now)
+        kind = gd.parse_envelope(data).doc_type
+        if kind == "agreement":
+            signed = state.verify_agreement(data)
+            target = folder / f"agreement-{signed.id}.json"
+            what = f"agreement {signed.id}"
+        elif kind == "agreement-status":
+            status = gd.parse_status(data)
+            agreement = folder / f"agreement-{status.agreement}.json"
+            if not agreement.exists():
+                raise fail(f"{agreement} is not there: no agreement {status.agreement} to stop", 1)
+            state.verify_agreement(_read(agreement, "agreement"))
+            state.apply_status(data)
+            target = folder / f"status-{status.agreement}.json"
+            what = f"{status.status} of {status.agreement}"
+        else:
+            raise fail(f"{document} is a {kind} document, not an agreement or its status", 2)
+    _install(target, data)
+    typer.echo(f"published {what} to {target}")

@@ -1,8 +1,8 @@
 """``tearline dead-letters``: an operator lists, inspects and replays a partner's dead letters.
 
 Only the SDK is needed (``clients.operator``), not the broker extra: an operator can work from a
-machine that runs no broker. Its own options, not ``clients.cli``'s, because that module
-registers this one (importing back would be a cycle) and the identity here is an operator's.
+machine that runs no broker. The identity is an operator's: its key is in the broker's
+``policies/operators.yaml``, not in the partners' registry.
 """
 
 from __future__ import annotations
@@ -17,10 +17,21 @@ import typer
 
 # The operator's client (and its HTTP stack) and rich are imported by the commands that use
 # them: `tearline --help` imports this module for the commands' signatures alone.
-from tearline.clients.errors import IdentityError, TearlineError, TransportError, UnavailableError
+from tearline.clients.cli.common import (
+    DEFAULT_BROKER,
+    DEFAULT_IDENTITY,
+    BrokerOption,
+    IdentityOption,
+    JsonOption,
+    broker_url,
+    describe,
+    echo_json,
+    fail,
+    load_identity,
+)
+from tearline.clients.errors import TearlineError
 from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import format_time
-from tearline.clients.terminal import broker_url_problem, unreachable
 from tearline.clients.terminal import console as make_console
 
 if TYPE_CHECKING:
@@ -33,60 +44,31 @@ STREAM_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
 
 dead_letters_app = group("List, inspect and replay a partner's dead letters (operators only).")
 
-BrokerOption = Annotated[
-    str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")
-]
-IdentityOption = Annotated[
-    Path,
-    typer.Option(
-        "--identity",
-        envvar="TEARLINE_IDENTITY",
-        help="The operator's identity file (tearline keygen --partner OPS-HQ); its key must be "
-        "in the broker's policies/operators.yaml.",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 PartnerArgument = Annotated[str, typer.Argument(help="The partner whose inbox it was.")]
 DeadIdArgument = Annotated[str, typer.Argument(help="The dead letter's id, as listed.")]
-
-
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(exit_code)
 
 
 def _check_ids(partner: str, dead_id: str | None = None) -> None:
     from tearline.clients.protocol.identity import PARTNER_ID
 
     if not PARTNER_ID.fullmatch(partner):
-        raise _fail(f"{partner!r} is not a partner id (like GBR or EE-CERT)", 2)
+        raise fail(f"{partner!r} is not a partner id (like GBR or EE-CERT)", 2)
     if dead_id is not None and not STREAM_ID.fullmatch(dead_id):
-        raise _fail(f"{dead_id!r} is not a dead letter id (like 1767225600000-0)", 2)
+        raise fail(f"{dead_id!r} is not a dead letter id (like 1767225600000-0)", 2)
 
 
 def _as_operator(broker: str, identity: Path, act: Callable[[Operator], T]) -> T:
     """Run ``act`` signed as the operator; a refusal or an outage is one line and exit 1."""
-    from tearline.clients.keyfile import Identity
     from tearline.clients.operator import Operator
 
-    problem = broker_url_problem(broker)
-    if problem is not None:
-        raise _fail(problem, 2)
+    url = broker_url(broker)
+    me = load_identity(identity)
     try:
-        me = Identity.load(identity)
-    except IdentityError as exc:
-        raise _fail(exc.message, 2) from None
-    try:
-        with Operator(broker.strip(), me) as operator:
+        with Operator(url, me) as operator:
             return act(operator)
-    except TransportError as exc:
-        if isinstance(exc, UnavailableError):
-            raise _fail(f"{exc.message} ({exc.code}); try again shortly", 1) from None
-        raise _fail(unreachable(broker, exc), 1) from None
     except TearlineError as exc:
-        # The same shape as the partner commands' errors: sentence, (code), then any details.
-        details = f" {json.dumps(exc.details)}" if exc.details else ""
-        raise _fail(f"{exc.message} ({exc.code}){details}", 1) from None
+        # Said as the partner commands say it, without their hint about a partner's keys.
+        raise fail(describe(exc, url), 1) from None
 
 
 def _letter_json(letter: DeadLetter) -> dict[str, Any]:
@@ -116,9 +98,11 @@ def _what(letter: DeadLetter) -> str:
 def list_dead_letters(
     partner: Annotated[str, typer.Option("--partner", help="The partner whose dead letters.")],
     after: Annotated[str | None, typer.Option(help="Start after this dead letter id.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, metavar="<n>", help="At most this many.")
+    ] = 100,
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
     as_json: JsonOption = False,
 ) -> None:
     """List PARTNER's dead letters, oldest first, with why each was set aside."""
@@ -132,7 +116,7 @@ def list_dead_letters(
             "dead_letters": [_letter_json(d) for d in page.dead_letters],
             "next": page.next,
         }
-        typer.echo(json.dumps(out))
+        echo_json(out)
         return
     from rich.table import Table
     from rich.text import Text
@@ -190,8 +174,8 @@ def _print_detail(detail: DeadLetterDetail) -> None:
 def show(
     partner: PartnerArgument,
     dead_id: DeadIdArgument,
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
     as_json: JsonOption = False,
 ) -> None:
     """Show one dead letter and what the broker holds of its report (never its content)."""
@@ -215,7 +199,7 @@ def show(
             "dead_letter": _letter_json(detail.dead_letter),
             "report": report,
         }
-        typer.echo(json.dumps(out))
+        echo_json(out)
         return
     _print_detail(detail)
 
@@ -224,8 +208,8 @@ def show(
 def replay(
     partner: PartnerArgument,
     dead_id: DeadIdArgument,
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
     as_json: JsonOption = False,
 ) -> None:
     """Put a dead letter back in PARTNER's inbox as a new entry; audited with your operator id.
@@ -235,7 +219,7 @@ def replay(
     done = _as_operator(broker, identity, lambda op: op.replay(partner, dead_id))
     if as_json:
         out = {"partner": done.partner, "dead_letter": done.dead_letter, "entry_id": done.entry_id}
-        typer.echo(json.dumps(out))
+        echo_json(out)
         return
     typer.echo(
         f"replayed {done.dead_letter}: back in {done.partner}'s inbox as entry {done.entry_id}"

@@ -17,8 +17,20 @@ import typer
 
 # The SDK, its HTTP stack and the governance log are imported by the commands that use them:
 # `tearline --help` imports this module for the commands' signatures alone.
+from tearline.clients.cli.common import (
+    DEFAULT_BROKER,
+    DEFAULT_IDENTITY,
+    BrokerOption,
+    IdentityOption,
+    JsonOption,
+    MemoryOption,
+    broker_url,
+    describe,
+    echo_json,
+    fail,
+    load_identity,
+)
 from tearline.clients.errors import TearlineError
-from tearline.clients.governance_cli import _fail
 from tearline.clients.help_format import group
 from tearline.clients.protocol.encoding import format_time
 
@@ -29,75 +41,50 @@ if TYPE_CHECKING:
 log_app = group("The broker's transparency log (online).")
 keys_app = group("Watch the keys published under a partner id.")
 
-BrokerOption = Annotated[
-    str, typer.Option("--broker", envvar="TEARLINE_BROKER", help="The broker's base URL.")
-]
-IdentityOption = Annotated[
-    Path, typer.Option("--identity", envvar="TEARLINE_IDENTITY", help="This node's identity file.")
-]
-MemoryOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--memory",
-        envvar="TEARLINE_GOVERNANCE_MEMORY",
-        help="The file where this node keeps the last head it accepted.",
-    ),
-]
-
-
-def _identity(path: Path) -> Identity:
-    from tearline.clients.keyfile import Identity
-
-    try:
-        return Identity.load(path)
-    except TearlineError as exc:
-        raise _fail(f"{path}: {exc.message}", 2) from None
-
 
 def _head_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise _fail(f"cannot read a tree head from {path}: {exc}", 2) from None
+        raise fail(f"cannot read a tree head from {path}: {exc}", 2) from None
 
 
 @log_app.command("head")
 def head(
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
     memory: MemoryOption = None,
 ) -> None:
     """Print the broker's signed tree head (JSON) after checking its signature and, with
     --memory, that it extends the last head this node accepted."""
-    from tearline.clients.governance.log import LogError
     from tearline.clients.sync import Partner
 
-    me = _identity(identity)
+    url = broker_url(broker)
+    me = load_identity(identity)
     try:
-        with Partner(broker, me) as node:
+        with Partner(url, me) as node:
             signed = node.log_head(memory=memory)
-    except LogError as exc:
-        raise _fail(f"{exc.message} ({exc.code})", 1) from None
     except TearlineError as exc:
-        raise _fail(exc.message, 1) from None
-    typer.echo(json.dumps(signed.raw, indent=2))
+        raise fail(describe(exc, url, me.partner), 1) from None
+    echo_json(signed.raw, indent=2)
 
 
 @log_app.command("compare")
 def compare(
     mine: Annotated[Path, typer.Argument(help="A head this node got (log head's output).")],
     theirs: Annotated[Path, typer.Argument(help="A head another node got from the broker.")],
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
 ) -> None:
     """Exit 0 when both heads can be one log's (the smaller is a prefix of the larger, by the
     broker's consistency proof); exit 1, saying why, when the broker showed two logs."""
     from tearline.clients.governance.log import split_view, verify_tree_head
     from tearline.clients.sync import Partner
 
-    me = _identity(identity)
+    url = broker_url(broker)
+    me = load_identity(identity)
     try:
-        with Partner(broker, me) as node:
+        with Partner(url, me) as node:
             directory = node.directory()
             a, b = (
                 verify_tree_head(
@@ -110,10 +97,10 @@ def compare(
             if 0 < small.tree_size < large.tree_size:
                 proof = node.log_consistency(small.tree_size, large.tree_size)
     except TearlineError as exc:
-        raise _fail(exc.message, 1) from None
+        raise fail(describe(exc, url, me.partner), 1) from None
     why = split_view(a, b, proof if small.tree_size else [])
     if why is not None:
-        raise _fail(f"split view: {why}", 1)
+        raise fail(f"split view: {why}", 1)
     typer.echo(f"consistent: {small.tree_size} and {large.tree_size} entries, one log")
 
 
@@ -122,9 +109,9 @@ def monitor(
     partner: Annotated[
         str | None, typer.Option(help="The partner id to watch (default: this node's).")
     ] = None,
-    broker: BrokerOption = "http://127.0.0.1:8000",
-    identity: IdentityOption = Path("identity.json"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    broker: BrokerOption = DEFAULT_BROKER,
+    identity: IdentityOption = DEFAULT_IDENTITY,
+    as_json: JsonOption = False,
 ) -> None:
     """List every key the log ever published under PARTNER, with the registry versions that
     held it. Watching its own id, a node flags (exit 1) each key its identity file lacks: a
@@ -133,13 +120,14 @@ def monitor(
     from tearline.clients.governance.log import parse_commitment
     from tearline.clients.sync import Partner
 
-    me = _identity(identity)
+    url = broker_url(broker)
+    me = load_identity(identity)
     who = partner or me.partner
     try:
-        with Partner(broker, me) as node:
+        with Partner(url, me) as node:
             signed, leaves = node.log_entries()
     except TearlineError as exc:
-        raise _fail(exc.message, 1) from None
+        raise fail(describe(exc, url, me.partner), 1) from None
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for index, leaf in enumerate(leaves):
         if parse_commitment(leaf) is not None or parse_envelope(leaf).doc_type != "registry":
@@ -162,7 +150,7 @@ def monitor(
         rows.append(entry)
     strangers = [r for r in rows if r["yours"] is False]
     if as_json:
-        typer.echo(json.dumps({"partner": who, "tree_size": signed.tree_size, "keys": rows}))
+        echo_json({"partner": who, "tree_size": signed.tree_size, "keys": rows})
     else:
         typer.echo(
             f"{who}: {len(rows)} key(s) in {signed.tree_size} log entries "
@@ -174,7 +162,7 @@ def monitor(
             typer.echo(f"  {r['kid']}  {r['use']}  {r['alg']}  registry {versions}{flag}")
     if strangers:
         kids = ", ".join(r["kid"] for r in strangers)
-        raise _fail(
+        raise fail(
             f"the log published key(s) under {who} that this node's identity does not hold: "
             f"{kids}; if {who} never made them, tell the registry's signers",
             1,
