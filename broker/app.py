@@ -75,6 +75,7 @@ async def _set_up_inboxes(state: BrokerState) -> None:
                 # Checked against the transparency log (a rollback of what was published
                 # before is refused), and what is in force published in it.
                 await reload(state, force=True)
+            state.inboxes_ready = True
             return
         except (RedisError, OSError) as exc:
             log.warning("Redis unavailable at start (%s); retrying", exc)

@@ -44,6 +44,9 @@ class BrokerState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # Redis's memory as last read (broker.memory): above the high-water mark, no new reports.
     memory: StoreMemory = field(init=False)
+    # Every partner's inbox and group made (broker.app): until then a report cannot be routed,
+    # however well Redis answers a PING (a read-only replica does, and refuses every write).
+    inboxes_ready: bool = False
 
     def __post_init__(self) -> None:
         self.waiters = Waiters(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,12 +61,27 @@ def error_response(exc: TearlineError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
 
 
+# Error replies that mean "not now" rather than "never": the request may be sent again.
+OUTAGE_REPLIES: Final = (
+    "MISCONF",
+    "OOM",
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "READONLY",
+    "NOREPLICAS",
+    "CLUSTERDOWN",
+)
+
+
 def redis_outage(exc: RedisError) -> TearlineError:
     """What a Redis failure means to a caller: an outage to retry, or (a script's bug) ours."""
     if isinstance(exc, ResponseError) and not isinstance(exc, BusyLoadingError | ReadOnlyError):
-        # A server that is full or cannot persist refuses writes until the operator acts; any
-        # other reply error is a bug of ours, never the caller's.
-        if str(exc).startswith(("MISCONF", "OOM", "LOADING", "MASTERDOWN", "TRYAGAIN")):
+        # A server that is full, cannot persist, or is (still) a replica refuses writes until
+        # the operator acts or a failover ends; any other reply error is a bug of ours, never
+        # the caller's. (The ingest pipeline's replies are plain ResponseErrors: redis-py's
+        # subclasses such as ReadOnlyError are not made there.)
+        if str(exc).startswith(OUTAGE_REPLIES):
             return UnavailableError("the broker's store refuses writes for now", code="store_busy")
         return InternalError("the broker failed; the operator's log says why")
     return UnavailableError(

@@ -19,10 +19,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Redis answers and a policy is loaded; whether a policy reload was refused",
-    description="Not ready (503) while Redis is away, or above the high-water mark of its "
-    'memory (`"store": "full"`: new reports are refused with 503 `store_full`; acks and reads '
-    "are still served).",
+    summary="Redis answers, every inbox is set up and a policy is loaded; whether a policy "
+    "reload was refused",
+    description="Not ready (503) while Redis is away, until every partner's inbox has been set "
+    'up in it (`"inboxes": "setting up"`: a Redis that answers but refuses writes, such as a '
+    "read-only replica, stays so), or above the high-water mark of its memory "
+    '(`"store": "full"`: new reports are refused with 503 `store_full`; acks and reads are '
+    "still served).",
     responses={503: {"description": "not ready"}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -38,5 +41,11 @@ async def readyz(request: Request) -> JSONResponse:
         checks["policy_reload"] = "refused" if state.policy_error else "ok"
         # A report cannot be written end to end above the high-water mark (broker.memory).
         checks["store"] = "full" if state.memory.full else "ok"
-    ready = bool(checks["policy"] and checks["redis"] and checks.get("store") != "full")
+        checks["inboxes"] = "ready" if state.inboxes_ready else "setting up"
+    ready = bool(
+        checks["policy"]
+        and checks["redis"]
+        and checks.get("store") != "full"
+        and checks.get("inboxes") == "ready"
+    )
     return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)

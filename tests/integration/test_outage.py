@@ -8,6 +8,7 @@ Redis here is a real ``redis-server`` of the test's own (AOF ``always``), SIGKIL
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,3 +159,43 @@ def test_a_stream_open_when_redis_dies_ends_with_an_error_event_not_a_crash(
                 events.append(line.removeprefix("event:").strip())
     # The stream ended by itself, after telling the client why and when to come back.
     assert events == ["error"]
+
+
+def test_a_redis_that_answers_but_refuses_writes_is_not_ready_until_it_takes_them(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    # An operator's REDIS_URL names a read-only replica (or a primary just demoted): PING
+    # answers, every write is refused. Until the inboxes are set up, no report can be routed,
+    # so /readyz must not send partners here; once the replica is promoted, it is ready without
+    # a restart.
+    policies = tmp_path / "policies"
+    write_policies(policies)
+    with EmbeddedRedis(tmp_path / "replica", port=free_port()) as replica:
+        client = redis.Redis.from_url(replica.url)
+        primary = redis.Redis.from_url(redis_server.url).connection_pool.connection_kwargs
+        client.replicaof(primary["host"], primary["port"])
+        settings = Settings(
+            redis_url=replica.url,
+            policies_dir=policies,
+            data_dir=tmp_path / "data",
+            redis_connect_timeout_s=1,
+        )
+        with broker_in_thread(create_app(settings)) as broker:
+            ready = httpx.get(f"{broker.url}/readyz", timeout=30)
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["checks"]["redis"] is True  # it answers a PING
+            assert ready.json()["checks"]["inboxes"] == "setting up"
+            envelope, report_id = sealed_for_usa(policies)
+            refused = signed("GBR", "POST", f"{broker.url}/v1/reports", envelope)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"].isdigit()
+            assert client.exists(report_key(report_id)) == 0
+
+            client.replicaof("NO", "ONE")  # promoted, as a failover does
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{broker.url}/readyz", timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, "not ready 30 s after the promotion"
+                time.sleep(0.2)
+            accepted = signed("GBR", "POST", f"{broker.url}/v1/reports", envelope)
+            assert accepted.status_code == 201, accepted.text
+        client.close()
