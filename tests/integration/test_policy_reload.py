@@ -373,7 +373,13 @@ async def test_readyz_says_reload_refused_without_the_error_text(broker: Running
     assert ready.status_code == 200  # the last good policy serves
     assert ready.json() == {
         "ready": True,
-        "checks": {"policy": True, "redis": True, "policy_reload": "refused", "store": "ok"},
+        "checks": {
+            "policy": True,
+            "redis": True,
+            "policy_reload": "refused",
+            "store": "ok",
+            "inboxes": "ready",
+        },
     }
     for leak in ("ZEBRA", "Zebra", "gbr-usa", "agreements", "ceiling", "classification"):
         assert leak not in ready.text

@@ -49,5 +49,7 @@ async def test_publish_with_no_entitled_partner_is_refused(broker: RunningBroker
                 "FIN": "NOT_RELEASABLE_TO",
                 "GBR": "ORIGINATOR",
                 "USA": "NOT_RELEASABLE_TO",
-            }
+            },
+            # Of the partners the label names, who is not sent it and why.
+            "not_sent": {"DEU": "NO_AGREEMENT"},
         }
