@@ -74,6 +74,19 @@ OUTAGE_REPLIES: Final = (
 )
 
 
+def reply_code(exc: ResponseError) -> str:
+    """The code of a Redis error reply (``READONLY``, ``OOM``, ...), also where Redis before 7
+    wraps an error that a script's call met: ``[ERR ]Error running script (call to f_…):
+    @user_script:1: @user_script: 1: -READONLY You can't write …``."""
+    text = str(exc)
+    # redis-py drops the reply's leading "ERR "; the ingest pipeline's own parser keeps it.
+    if text.removeprefix("ERR ").startswith("Error running script"):
+        _, wrapped, inner = text.rpartition(": -")
+        if wrapped:
+            text = inner
+    return text.split(" ", 1)[0]
+
+
 def redis_outage(exc: RedisError) -> TearlineError:
     """What a Redis failure means to a caller: an outage to retry, or (a script's bug) ours."""
     if isinstance(exc, ResponseError) and not isinstance(exc, BusyLoadingError | ReadOnlyError):
@@ -81,7 +94,7 @@ def redis_outage(exc: RedisError) -> TearlineError:
         # the operator acts or a failover ends; any other reply error is a bug of ours, never
         # the caller's. (The ingest pipeline's replies are plain ResponseErrors: redis-py's
         # subclasses such as ReadOnlyError are not made there.)
-        if str(exc).startswith(OUTAGE_REPLIES):
+        if reply_code(exc) in OUTAGE_REPLIES:
             return UnavailableError("the broker's store refuses writes for now", code="store_busy")
         return InternalError("the broker failed; the operator's log says why")
     return UnavailableError(

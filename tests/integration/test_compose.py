@@ -329,3 +329,13 @@ def test_the_image_command_exists() -> None:
     app = typer.Typer()
     broker_cli.register(app)
     assert "serve" in {c.name for c in app.registered_commands}
+
+
+def test_prometheus_can_scrape_the_broker_and_partners_cannot() -> None:
+    # The unauthenticated metrics listener is on the compose network only: its port is set,
+    # bound for other containers, and not published; the published port is the API's alone.
+    broker = service("broker")
+    env = environment(broker)
+    assert env["TEARLINE_METRICS_PORT"] == "9100"
+    assert env["TEARLINE_METRICS_HOST"] == "0.0.0.0"
+    assert [str(port) for port in broker.get("ports", [])] == ["8000:8000"]

@@ -271,7 +271,11 @@ def _container_env(image: Image, redis_url: str, port: int) -> dict[str, str]:
     env = {**image.base_env(), **image.env, **compose_env}
     # Docker sets HOME from the image's passwd entry for USER.
     home = image.path(image.users[image.user].home if image.user else "/root")
-    return env | {"HOME": str(home), "REDIS_URL": redis_url, "TEARLINE_PORT": str(port)}
+    # Compose's metrics listener, on a free port of this machine's loopback (not every
+    # interface of it, as the container's network is).
+    metrics = {"TEARLINE_METRICS_PORT": str(free_port()), "TEARLINE_METRICS_HOST": "127.0.0.1"}
+    assert compose_env.keys() >= metrics.keys()
+    return env | metrics | {"HOME": str(home), "REDIS_URL": redis_url, "TEARLINE_PORT": str(port)}
 
 
 def _as_user(image: Image) -> User | None:
@@ -342,6 +346,13 @@ def test_the_image_builds_and_serves_ready_on_redis(
             assert ready["checks"]["policy"] is True, ready
             assert ready["checks"]["redis"] is True, ready
             assert ready["checks"]["policy_reload"] == "ok", ready
+            assert ready["checks"]["inboxes"] == "ready", ready
+
+            # What Prometheus scrapes from the compose network: metrics, unsigned.
+            metrics_url = f"http://127.0.0.1:{env['TEARLINE_METRICS_PORT']}/metrics"
+            scraped = httpx.get(metrics_url, timeout=10)
+            assert scraped.status_code == 200, scraped.text
+            assert "tearline_" in scraped.text
 
             # The image's HEALTHCHECK, as Docker runs it inside the container.
             check = subprocess.run(
