@@ -14,7 +14,7 @@ from typing import Final
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from redis.exceptions import RedisError
+from redis.exceptions import MovedError, RedisError
 from sse_starlette.sse import AppStatus
 
 from tearline.broker import audit, memory, retention
@@ -45,6 +45,8 @@ PUBLIC_ROUTERS = (health.router,)
 # How often a broker that started while Redis was away tries to set up the inboxes again, and
 # how often it looks for the server's shutdown signal.
 SETUP_RETRY_S = 1.0
+# A Redis Cluster node in REDIS_URL is a configuration error, not an outage: said once a minute.
+CLUSTER_RETRY_S = 60.0
 SHUTDOWN_POLL_S = 0.2
 
 
@@ -77,6 +79,18 @@ async def _set_up_inboxes(state: BrokerState) -> None:
                 await reload(state, force=True)
             state.inboxes_ready = True
             return
+        except MovedError as exc:
+            # Not an outage: the node answers, and says another one serves the key. Waiting
+            # will not change that; the operator must point REDIS_URL elsewhere.
+            log.error(
+                "REDIS_URL names a node of a Redis Cluster (it sends slot %s to %s:%s); this "
+                "broker needs a standalone Redis (or a primary with replicas): /readyz stays "
+                "503 until REDIS_URL names one and the broker is restarted",
+                exc.slot_id,
+                exc.host,
+                exc.port,
+            )
+            await asyncio.sleep(CLUSTER_RETRY_S)
         except (RedisError, OSError) as exc:
             log.warning("Redis unavailable at start (%s); retrying", exc)
             await asyncio.sleep(SETUP_RETRY_S)

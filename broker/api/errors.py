@@ -8,7 +8,13 @@ from typing import Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tearline.broker.observability import log_refusal
@@ -61,7 +67,8 @@ def error_response(exc: TearlineError) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers)
 
 
-# Error replies that mean "not now" rather than "never": the request may be sent again.
+# Error replies that mean the store cannot take the request as it stands (a 503, to send again
+# later), not a bug of ours (a 500).
 OUTAGE_REPLIES: Final = (
     "MISCONF",
     "OOM",
@@ -71,6 +78,11 @@ OUTAGE_REPLIES: Final = (
     "READONLY",
     "NOREPLICAS",
     "CLUSTERDOWN",
+    # A Redis Cluster node in REDIS_URL: the store is unusable as configured (broker.app logs
+    # why), and nothing was written (a script's keys are checked before it runs).
+    "MOVED",
+    "ASK",
+    "CROSSSLOT",
 )
 
 
@@ -89,7 +101,9 @@ def reply_code(exc: ResponseError) -> str:
 
 def redis_outage(exc: RedisError) -> TearlineError:
     """What a Redis failure means to a caller: an outage to retry, or (a script's bug) ours."""
-    if isinstance(exc, ResponseError) and not isinstance(exc, BusyLoadingError | ReadOnlyError):
+    if isinstance(exc, ResponseError) and not isinstance(
+        exc, BusyLoadingError | ReadOnlyError | AskError
+    ):
         # A server that is full, cannot persist, or is (still) a replica refuses writes until
         # the operator acts or a failover ends; any other reply error is a bug of ours, never
         # the caller's. (The ingest pipeline's replies are plain ResponseErrors: redis-py's

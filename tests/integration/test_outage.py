@@ -29,6 +29,7 @@ from tearline.clients.httpsig import sign_as
 from tearline.clients.protocol.encoding import b64d
 from tearline.clients.protocol.envelope import seal
 from tearline.clients.sync import Partner
+from tests.cluster import redis_cluster
 from tests.integration.conftest import me, write_policies
 
 LABEL = Label("SECRET", ["USA"], "AMBER")
@@ -199,3 +200,33 @@ def test_a_redis_that_answers_but_refuses_writes_is_not_ready_until_it_takes_the
             accepted = signed("GBR", "POST", f"{broker.url}/v1/reports", envelope)
             assert accepted.status_code == 201, accepted.text
         client.close()
+
+
+def test_a_redis_cluster_node_in_redis_url_is_named_and_never_ready(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real three-primary Redis Cluster. This broker needs one Redis: a node of a cluster
+    # answers PING and sends most keys elsewhere (MOVED). That is said in the log, /readyz
+    # stays 503, and a post is a 503 with nothing stored, not a 500 or a retry loop that looks
+    # like an outage.
+    policies = tmp_path / "policies"
+    write_policies(policies)
+    with redis_cluster(tmp_path / "cluster") as urls:
+        settings = Settings(
+            redis_url=urls[0],
+            policies_dir=policies,
+            data_dir=tmp_path / "data",
+            redis_connect_timeout_s=1,
+        )
+        with broker_in_thread(create_app(settings)) as broker:
+            ready = httpx.get(f"{broker.url}/readyz", timeout=30)
+            assert ready.status_code == 503, ready.text
+            assert ready.json()["checks"]["inboxes"] == "setting up"
+            envelope, report_id = sealed_for_usa(policies)
+            refused = signed("GBR", "POST", f"{broker.url}/v1/reports", envelope)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"].isdigit()
+        cluster = redis.RedisCluster.from_url(urls[0])  # asks the node that holds the key
+        assert cluster.exists(report_key(report_id)) == 0
+        cluster.close()
+    assert "REDIS_URL names a node of a Redis Cluster" in caplog.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import MovedError, ReadOnlyError, RedisError, ResponseError
 
 from tearline.broker.api.errors import redis_outage
 from tearline.clients.errors import InternalError, UnavailableError
@@ -46,6 +46,10 @@ WRAPPED = "Error running script (call to f_88c9): @user_script:1: @user_script: 
         pytest.param(ResponseError("NOREPLICAS Not enough"), "store_busy", id="no-replicas"),
         pytest.param(ResponseError("CLUSTERDOWN The cluster is down"), "store_busy", id="down"),
         pytest.param(ResponseError("TRYAGAIN Multiple keys"), "store_busy", id="try-again"),
+        # A Redis Cluster node where a standalone Redis belongs (broker.app logs why).
+        pytest.param(MovedError("14596 127.0.0.1:17102"), "store_unavailable", id="moved-typed"),
+        pytest.param(ResponseError("MOVED 14596 127.0.0.1:17102"), "store_busy", id="moved"),
+        pytest.param(ResponseError("CROSSSLOT Keys in request"), "store_busy", id="cross-slot"),
     ],
 )
 def test_a_reply_that_says_not_now_is_a_503_to_retry(error: RedisError, code: str) -> None:
