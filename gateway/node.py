@@ -11,7 +11,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from tearline.clients.partner import AsyncPartner, Directory, PreviewDecision
+from tearline.clients.partner import AsyncPartner, Directory, Release
 from tearline.clients.protocol.label import Label
 from tearline.clients.protocol.receipt import Receipt
 
@@ -56,11 +56,11 @@ class NodePublisher:
         self._partner = partner
         self._node = node
 
-    async def publish(self, payload: bytes, label: Label) -> Receipt:
-        return await self._node.run(self._partner.publish(payload, label))
+    async def release(self, label: Label) -> Release:
+        return await self._node.run(self._partner.release(label))
 
-    async def preview(self, label: Label) -> dict[str, PreviewDecision]:
-        return await self._node.run(self._partner.preview(label))
+    async def publish(self, payload: bytes, label: Label, release: Release) -> Receipt:
+        return await self._node.run(self._partner.publish(payload, label, release=release))
 
     async def directory(self) -> Directory:
         return await self._node.run(self._partner.directory())

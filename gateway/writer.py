@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from tearline.clients.errors import DeniedError, InputError, TearlineError
-from tearline.clients.partner import Directory, PreviewDecision
+from tearline.clients.partner import UNKNOWN_PARTNER, Directory, Release
 from tearline.clients.protocol.label import Label
 from tearline.clients.protocol.receipt import Receipt
 from tearline.clients.stix import StixError, check_bundle, mark_for_sharing, stamp_report
@@ -34,14 +34,21 @@ log = logging.getLogger("tearline.gateway")
 
 #: The most objects one POST may carry.
 MAX_OBJECTS = 10_000
+# Why a partner the node sealed for is not among the receipt's recipients.
+NOT_ROUTED: Final = "NOT_ROUTED_BY_BROKER"
 
 
 class Publisher(Protocol):
     """What the write side needs of the node's client (``AsyncPartner`` is one)."""
 
-    async def publish(self, payload: bytes, label: Label) -> Receipt: ...
+    async def release(self, label: Label) -> Release:
+        """Who a report with ``label`` goes to and who not, and why: the node's own decision
+        when it verified the governance documents, never the broker's say-so alone."""
+        ...
 
-    async def preview(self, label: Label) -> dict[str, PreviewDecision]: ...
+    async def publish(self, payload: bytes, label: Label, release: Release) -> Receipt:
+        """Seal ``payload`` for exactly ``release``'s recipients and post it."""
+        ...
 
     async def directory(self) -> Directory: ...
 
@@ -163,7 +170,8 @@ async def share(
         return Outcome(successes=(), failures=tuple(failures))
     payload = json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        receipt = await publisher.publish(payload, label)
+        release = await publisher.release(label)
+        receipt = await publisher.publish(payload, label, release)
     except DeniedError as exc:
         message = await _refusal(publisher, me, label, exc)
         return Outcome((), tuple(detail(o, i, request_us, message) for i, o in enumerate(objects)))
@@ -171,7 +179,7 @@ async def share(
         log.warning("publishing to the broker failed: %s (%s)", exc.message, exc.code)
         message = f"{exc.code}: {exc.message}; nothing was shared, send it again"
         return Outcome((), tuple(detail(o, i, request_us, message) for i, o in enumerate(objects)))
-    message = await _delivered(publisher, me, label, receipt)
+    message = _delivered(release, receipt)
     # The local copy is stamped as a recipient stamps it: the label's TLP and this report's
     # releasability marking.
     local = stamp_report(
@@ -207,28 +215,29 @@ async def _rel_to(publisher: Publisher, me: str, label: Label) -> list[str]:
 
 
 async def _refusal(publisher: Publisher, me: str, label: Label, exc: DeniedError) -> str:
-    """``no_recipients: ... (DEU: NO_AGREEMENT)``: the broker's code, and each REL TO
-    partner's reason."""
-    denied = exc.details.get("denied", {}) if isinstance(exc.details, Mapping) else {}
-    named = await _rel_to(publisher, me, label)
-    reasons = ", ".join(f"{p}: {denied.get(p, 'UNKNOWN_PARTNER')}" for p in named)
+    """``no_recipients: ... (DEU: NO_AGREEMENT)``: the refusal's code, and each REL TO
+    partner's reason (the release's, when the node refused before posting)."""
+    details = exc.details if isinstance(exc.details, Mapping) else {}
+    not_sent = details.get("not_sent")
+    if isinstance(not_sent, Mapping):
+        reasons = ", ".join(f"{p}: {why}" for p, why in sorted(not_sent.items()))
+    else:  # the broker refused: its reasons, for the partners the label names
+        denied = details.get("denied", {})
+        named = await _rel_to(publisher, me, label)
+        reasons = ", ".join(f"{p}: {denied.get(p, UNKNOWN_PARTNER)}" for p in named)
     return f"{exc.code}: {exc.message}" + (f" ({reasons})" if reasons else "")
 
 
-async def _delivered(publisher: Publisher, me: str, label: Label, receipt: Receipt) -> str:
-    """``published in report R to USA under gbr-usa; not sent to DEU: NO_AGREEMENT``."""
+def _delivered(release: Release, receipt: Receipt) -> str:
+    """``published in report R to USA under gbr-usa; not sent to DEU: NO_AGREEMENT``: who the
+    broker routed it to, and why each other partner the label names was not sealed for."""
     to = ", ".join(f"{r.partner} under {r.agreement}" for r in receipt.recipients)
     message = f"published in report {receipt.id} to {to}"
     got = {r.partner for r in receipt.recipients}
-    missing = [p for p in await _rel_to(publisher, me, label) if p not in got]
+    missing = dict(release.not_sent)
+    # Sealed for, but not routed: the broker's policy refused it (a suspension the node has
+    # not seen yet, say); what the broker holds is all this node knows.
+    missing |= {p: NOT_ROUTED for p in release.recipients if p not in got}
     if missing:
-        try:
-            decisions = await publisher.preview(label)
-        except TearlineError:
-            decisions = {}
-        reasons = [
-            f"{p}: {(d.reason if (d := decisions.get(p)) else None) or 'UNKNOWN_PARTNER'}"
-            for p in missing
-        ]
-        message += "; not sent to " + ", ".join(reasons)
+        message += "; not sent to " + ", ".join(f"{p}: {why}" for p, why in sorted(missing.items()))
     return message

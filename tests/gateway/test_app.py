@@ -16,7 +16,7 @@ import pytest
 
 from tearline.broker.runner import broker_in_thread
 from tearline.clients.errors import TearlineError
-from tearline.clients.partner import Directory, PreviewDecision
+from tearline.clients.partner import Directory, Release
 from tearline.clients.protocol.label import Label
 from tearline.clients.protocol.receipt import Delivery, Receipt
 from tearline.gateway import app as gateway_app
@@ -33,14 +33,14 @@ class SlowPublisher:
         self.delay_s = delay_s
         self.published: list[bytes] = []
 
-    async def publish(self, payload: bytes, label: Label) -> Receipt:
+    async def release(self, label: Label) -> Release:
+        return Release(label, "classic", {}, {}, {})
+
+    async def publish(self, payload: bytes, label: Label, release: Release) -> Receipt:
         await asyncio.sleep(self.delay_s)
         self.published.append(payload)
         return Receipt(str(uuid.uuid4()), "GBR", "x", "2026-01-01T00:00:00Z",
                        (Delivery("USA", "gbr-usa", "1-0"),))  # fmt: skip
-
-    async def preview(self, label: Label) -> dict[str, PreviewDecision]:
-        raise TearlineError("no broker here")
 
     async def directory(self) -> Directory:
         raise TearlineError("no broker here")
